@@ -1,0 +1,173 @@
+"""RuBertConfig: the architecture numbers of a BERT encoder.
+
+Reads and writes HuggingFace `config.json` and the original TF1 `bert_config.json`
+(google-research/bert), and knows the published RuBERT models by name (presets).
+"""
+
+import dataclasses
+import json
+import os
+
+# Keys of HF BertConfig that we model explicitly. Anything else found in a config.json
+# (e.g. "architectures", "torch_dtype", rubert-tiny's "emb_size") is kept in `extra`
+# and written back unchanged, so a round trip loses nothing.
+_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "initializer_range",
+    "layer_norm_eps",
+    "pad_token_id",
+)
+
+SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
+
+
+@dataclasses.dataclass
+class RuBertConfig:
+    vocab_size: int = 119547
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"RuBertConfig.{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"RuBertConfig.hidden_size ({self.hidden_size}) is not a multiple of "
+                f"num_attention_heads ({self.num_attention_heads})")
+        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            raise ValueError(
+                f"RuBertConfig.hidden_act {self.hidden_act!r} is not supported; "
+                f"use one of {SUPPORTED_ACTIVATIONS}")
+        # rubert-tiny/rubert-tiny2 carry "emb_size". HF's BertModel ignores it: its word
+        # embeddings are [vocab, hidden_size] (rubert-tiny2: emb_size == hidden_size == 312).
+        # A value that differs would mean a factorised embedding that no HF Bert checkpoint
+        # has, so we refuse it instead of silently building something else.
+        emb_size = self.extra.get("emb_size")
+        if emb_size is not None and emb_size != self.hidden_size:
+            raise ValueError(
+                f"config emb_size={emb_size} differs from hidden_size={self.hidden_size}; HF BertModel "
+                "ignores emb_size and stores embeddings as [vocab, hidden_size], so such a checkpoint "
+                "cannot be a BERT checkpoint")
+
+    @property
+    def head_size(self):
+        return self.hidden_size // self.num_attention_heads
+
+    # ---- dict / json -------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values):
+        values = dict(values)
+        known = {k: values.pop(k) for k in _FIELDS if k in values}
+        values.pop("extra", None)
+        # "gelu" in TF1 bert_config.json: HF's converter (and so every PyTorch RuBERT) reads it
+        # as exact erf GELU, which is also what google-research/bert's tanh formula approximates.
+        return cls(**known, extra=values)
+
+    def to_dict(self):
+        out = dict(self.extra)
+        out.update({k: getattr(self, k) for k in _FIELDS})
+        return out
+
+    def to_hf_dict(self):
+        out = {"architectures": ["BertModel"], "model_type": "bert"}
+        out.update(self.to_dict())
+        out.setdefault("position_embedding_type", "absolute")
+        return dict(sorted(out.items()))
+
+    def to_tf1_dict(self):
+        """bert_config.json of google-research/bert: only the keys its BertConfig knows."""
+        keys = [k for k in _FIELDS if k != "pad_token_id"]
+        return {k: getattr(self, k) for k in keys}
+
+    @classmethod
+    def from_json_file(cls, path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(values).__name__}")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from None
+
+    def save_pretrained(self, directory, tf1=False):
+        os.makedirs(directory, exist_ok=True)
+        name, values = ("bert_config.json", self.to_tf1_dict()) if tf1 else ("config.json", self.to_hf_dict())
+        path = os.path.join(directory, name)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(values, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        return path
+
+    @classmethod
+    def from_pretrained(cls, name_or_path):
+        """A preset name, a directory with config.json or bert_config.json, a json file, or a hub id."""
+        if name_or_path in PRESETS:
+            return cls.from_dict(PRESETS[name_or_path])
+        if os.path.isfile(name_or_path):
+            return cls.from_json_file(name_or_path)
+        if os.path.isdir(name_or_path):
+            for name in ("config.json", "bert_config.json"):
+                path = os.path.join(name_or_path, name)
+                if os.path.isfile(path):
+                    return cls.from_json_file(path)
+            raise FileNotFoundError(f"{name_or_path}: no config.json or bert_config.json in this directory")
+        from rubert_tf.checkpoints.hub import resolve_model_dir
+
+        return cls.from_pretrained(resolve_model_dir(name_or_path))
+
+
+# Architecture numbers copied from each model's published config.json on the HuggingFace hub
+# (https://huggingface.co/<name>/blob/main/config.json). Only architecture keys are listed.
+_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+             max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu", layer_norm_eps=1e-12,
+             hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, initializer_range=0.02,
+             pad_token_id=0)
+_LARGE = dict(_BASE, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+
+PRESETS = {
+    # DeepPavlov/rubert-base-cased config.json: vocab 119547, BERT-base shape.
+    "DeepPavlov/rubert-base-cased": dict(_BASE, vocab_size=119547),
+    # DeepPavlov/rubert-base-cased-sentence config.json: same shape and vocab as rubert-base-cased.
+    "DeepPavlov/rubert-base-cased-sentence": dict(_BASE, vocab_size=119547),
+    # cointegrated/rubert-tiny2 config.json (also ../shared/data/rubert-tiny2/config.json).
+    "cointegrated/rubert-tiny2": dict(_BASE, vocab_size=83828, hidden_size=312, num_hidden_layers=3,
+                                      num_attention_heads=12, intermediate_size=600,
+                                      max_position_embeddings=2048, emb_size=312),
+    # cointegrated/rubert-tiny config.json.
+    "cointegrated/rubert-tiny": dict(_BASE, vocab_size=29564, hidden_size=312, num_hidden_layers=3,
+                                     num_attention_heads=12, intermediate_size=600,
+                                     max_position_embeddings=512, emb_size=312),
+    # ai-forever/ruBert-base config.json: BERT-base shape, vocab 120138.
+    "ai-forever/ruBert-base": dict(_BASE, vocab_size=120138),
+    # ai-forever/ruBert-large config.json: BERT-large shape, vocab 120138.
+    "ai-forever/ruBert-large": dict(_LARGE, vocab_size=120138),
+    # ai-forever/sbert_large_nlu_ru config.json: BERT-large shape, vocab 120138.
+    "ai-forever/sbert_large_nlu_ru": dict(_LARGE, vocab_size=120138),
+}

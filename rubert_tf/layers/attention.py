@@ -1,0 +1,147 @@
+"""Multi-head attention with BERT's weight layout and a key/value cache for decoding."""
+
+import keras
+from keras import ops
+
+# Added to the scores of masked keys before the softmax (in float32, where it cannot overflow).
+_MASKED_SCORE = -1e9
+
+
+@keras.saving.register_keras_serializable(package="rubert_tf")
+class MultiHeadAttention(keras.layers.Layer):
+    """Scaled dot-product attention over `num_heads` heads.
+
+    Weights are laid out as BERT's: separate `query_dense`, `key_dense`, `value_dense` projections
+    (kernels [hidden, num_heads * head_size]) and an `output_dense` back to the query width, so HF
+    and TF1 checkpoints map onto them one to one.
+
+    Call:
+        query: [B, Tq, Dq]; value: [B, Tv, Dv] (defaults to query, i.e. self-attention); key defaults to value.
+        padding_mask: [B, Tv], 1 for real keys, 0 for padding.
+        attention_mask: [B, Tq, Tv], 1 where query i may attend to key j (combined with the others).
+        use_causal_mask: query i only sees keys j <= i (positions counted from `cache_update_index`).
+        cache: [B, 2, S, num_heads, head_size] keys (index 0) and values (index 1).
+            With `cache_update_index` (an int or scalar tensor), the keys/values of `value` are written
+            into the cache at that position and the call returns `(output, new_cache)`: step-by-step
+            self-attention decoding. Without it, the cache is used as is (precomputed cross-attention
+            keys from `compute_cache`) and `value` is ignored; the call also returns `(output, cache)`.
+    """
+
+    def __init__(self, num_heads, head_size, output_size=None, dropout=0.0, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = int(num_heads)
+        self.head_size = int(head_size)
+        self.output_size = output_size
+        self.dropout = float(dropout)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+        width = self.num_heads * self.head_size
+
+        def dense(name, units):
+            return keras.layers.Dense(
+                units, use_bias=use_bias, name=name, dtype=self.dtype_policy,
+                kernel_initializer=keras.initializers.get(keras.initializers.serialize(self.kernel_initializer)),
+                bias_initializer=keras.initializers.get(keras.initializers.serialize(self.bias_initializer)))
+
+        self.query_dense = dense("query", width)
+        self.key_dense = dense("key", width)
+        self.value_dense = dense("value", width)
+        self._output_dense_factory = lambda units: dense("output", units)
+        self.output_dense = None
+        self.probabilities_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+
+    def build(self, query_shape, value_shape=None, key_shape=None):
+        value_shape = query_shape if value_shape is None else value_shape
+        key_shape = value_shape if key_shape is None else key_shape
+        self.query_dense.build(query_shape)
+        self.key_dense.build(key_shape)
+        self.value_dense.build(value_shape)
+        units = self.output_size or query_shape[-1]
+        self.output_dense = self._output_dense_factory(units)
+        self.output_dense.build((*query_shape[:-1], self.num_heads * self.head_size))
+        super().build(query_shape)
+
+    def _split_heads(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, (shape[0], shape[1], self.num_heads, self.head_size))
+
+    def compute_cache(self, value, key=None):
+        """Keys and values of `value` as a cache [B, 2, Tv, heads, head_size] (for cross-attention)."""
+        key = value if key is None else key
+        return ops.stack([self._split_heads(self.key_dense(key)), self._split_heads(self.value_dense(value))], axis=1)
+
+    def call(self, query, value=None, key=None, padding_mask=None, attention_mask=None, use_causal_mask=False,
+             cache=None, cache_update_index=None, training=None):
+        value = query if value is None else value
+        key = value if key is None else key
+        queries = self._split_heads(self.query_dense(query))  # [B, Tq, N, H]
+
+        if cache is not None and cache_update_index is None:
+            keys, values = cache[:, 0], cache[:, 1]
+        else:
+            keys = self._split_heads(self.key_dense(key))
+            values = self._split_heads(self.value_dense(value))
+            if cache is not None:
+                start = (0, cache_update_index, 0, 0)
+                keys = ops.slice_update(cache[:, 0], start, ops.cast(keys, cache.dtype))
+                values = ops.slice_update(cache[:, 1], start, ops.cast(values, cache.dtype))
+                cache = ops.stack([keys, values], axis=1)
+
+        # Scale the queries, not the scores: fewer multiplications, same result.
+        queries = queries * ops.cast(1.0 / (self.head_size ** 0.5), queries.dtype)
+        scores = ops.einsum("bqnh,bknh->bnqk", queries, ops.cast(keys, queries.dtype))
+
+        mask = self._combined_mask(query, keys, padding_mask, attention_mask, use_causal_mask, cache_update_index)
+        # Softmax in float32 so that mixed precision cannot overflow or lose the mask.
+        scores = ops.cast(scores, "float32")
+        if mask is not None:
+            scores = ops.where(mask[:, None, :, :], scores, _MASKED_SCORE)
+        probabilities = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
+        probabilities = self.probabilities_dropout(probabilities, training=training)
+
+        context = ops.einsum("bnqk,bknh->bqnh", probabilities, ops.cast(values, probabilities.dtype))
+        shape = ops.shape(context)
+        context = ops.reshape(context, (shape[0], shape[1], self.num_heads * self.head_size))
+        output = self.output_dense(context)
+        return output if cache is None else (output, cache)
+
+    @staticmethod
+    def _combined_mask(query, keys, padding_mask, attention_mask, use_causal_mask, cache_update_index):
+        """Boolean [B, Tq, Tk] mask (True = may attend), or None when nothing is masked."""
+        mask = None
+        if padding_mask is not None:
+            mask = ops.cast(padding_mask, "bool")[:, None, :]
+        if attention_mask is not None:
+            attention_mask = ops.cast(attention_mask, "bool")
+            mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
+        if use_causal_mask:
+            query_length = ops.shape(query)[1]
+            key_length = ops.shape(keys)[1]
+            first = 0 if cache_update_index is None else cache_update_index
+            query_positions = ops.arange(query_length) + first
+            causal = ops.arange(key_length)[None, :] <= query_positions[:, None]
+            causal = causal[None, :, :]
+            mask = causal if mask is None else ops.logical_and(mask, causal)
+        if mask is not None:
+            # Broadcast to [B, Tq, Tk] so the caller can index heads uniformly.
+            shape = (ops.shape(query)[0], ops.shape(query)[1], ops.shape(keys)[1])
+            mask = ops.broadcast_to(mask, shape)
+        return mask
+
+    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
+        return (*query_shape[:-1], self.output_size or query_shape[-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "head_size": self.head_size,
+            "output_size": self.output_size,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }

@@ -1,0 +1,28 @@
+"""Token embedding that also runs in reverse (hidden -> vocabulary logits) for tied MLM decoders."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="rubert_tf")
+class TokenEmbedding(keras.layers.Embedding):
+    """`keras.layers.Embedding` whose `reverse=True` call multiplies by the transposed table.
+
+    BERT ties its MLM decoder to the word embeddings; calling the same layer in reverse keeps
+    one variable, so training, saving and HF export see the tie exactly as PyTorch does.
+    """
+
+    def call(self, inputs, reverse=False):
+        if not reverse:
+            return super().call(inputs)
+        table = ops.cast(ops.convert_to_tensor(self.embeddings), self.compute_dtype)
+        return ops.matmul(inputs, ops.transpose(table))
+
+    def compute_output_shape(self, input_shape, reverse=False):
+        if reverse:
+            return (*input_shape[:-1], self.input_dim)
+        return super().compute_output_shape(input_shape)
+
+    def compute_output_spec(self, inputs, reverse=False):
+        shape = self.compute_output_shape(inputs.shape, reverse=reverse)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)

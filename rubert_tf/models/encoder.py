@@ -1,0 +1,160 @@
+"""RuBertEncoder: the BERT encoder as a functional Keras model."""
+
+import keras
+
+from rubert_tf.config import RuBertConfig
+from rubert_tf.layers import PositionEmbedding, TokenEmbedding, TransformerEncoderBlock
+
+
+def as_config(config):
+    """Accept a RuBertConfig, its dict, or a preset name."""
+    if isinstance(config, RuBertConfig):
+        return config
+    if isinstance(config, dict):
+        return RuBertConfig.from_dict(config)
+    if isinstance(config, str):
+        return RuBertConfig.from_pretrained(config)
+    raise TypeError(f"config must be a RuBertConfig, a dict or a preset name, got {type(config).__name__}")
+
+
+def encoder_inputs():
+    """The three keras-hub-style inputs every RuBERT model takes."""
+    return {
+        "token_ids": keras.Input(shape=(None,), dtype="int32", name="token_ids"),
+        "segment_ids": keras.Input(shape=(None,), dtype="int32", name="segment_ids"),
+        "padding_mask": keras.Input(shape=(None,), dtype="int32", name="padding_mask"),
+    }
+
+
+@keras.saving.register_keras_serializable(package="rubert_tf")
+class FirstToken(keras.layers.Layer):
+    """[B, T, H] -> [B, H]: the [CLS] position, which BERT's pooler reads."""
+
+    def call(self, inputs):
+        return inputs[:, 0, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="rubert_tf")
+class RuBertEncoder(keras.Model):
+    """BERT encoder: embeddings (token + position + segment, LayerNorm, dropout), N post-LN
+    transformer blocks, and the tanh pooler over [CLS].
+
+    Inputs: dict with `token_ids`, `segment_ids`, `padding_mask` ([B, T] int32; padding_mask 1 = token).
+    Outputs: dict with `sequence_output` [B, T, H] and `pooled_output` [B, H].
+
+    >>> enc = RuBertEncoder(RuBertConfig.from_pretrained("cointegrated/rubert-tiny2"))
+    """
+
+    def __init__(self, config, **kwargs):
+        config = as_config(config)
+        initializer = keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+        dtype = kwargs.pop("dtype", None)
+
+        def fresh_initializer():
+            return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+
+        inputs = encoder_inputs()
+        token_embedding = TokenEmbedding(
+            config.vocab_size, config.hidden_size, embeddings_initializer=fresh_initializer(),
+            name="token_embedding", dtype=dtype)
+        position_embedding = PositionEmbedding(
+            config.max_position_embeddings, initializer=fresh_initializer(), name="position_embedding", dtype=dtype)
+        segment_embedding = keras.layers.Embedding(
+            config.type_vocab_size, config.hidden_size, embeddings_initializer=fresh_initializer(),
+            name="segment_embedding", dtype=dtype)
+
+        tokens = token_embedding(inputs["token_ids"])
+        x = keras.layers.Add(name="embeddings_add", dtype=dtype)(
+            [tokens, position_embedding(tokens), segment_embedding(inputs["segment_ids"])])
+        x = keras.layers.LayerNormalization(
+            epsilon=config.layer_norm_eps, name="embeddings_layer_norm", dtype=dtype)(x)
+        x = keras.layers.Dropout(config.hidden_dropout_prob, name="embeddings_dropout", dtype=dtype)(x)
+
+        for index in range(config.num_hidden_layers):
+            x = TransformerEncoderBlock(
+                num_heads=config.num_attention_heads,
+                intermediate_size=config.intermediate_size,
+                activation=config.hidden_act,
+                dropout=config.hidden_dropout_prob,
+                attention_dropout=config.attention_probs_dropout_prob,
+                layer_norm_epsilon=config.layer_norm_eps,
+                kernel_initializer=initializer,
+                name=f"transformer_layer_{index}",
+                dtype=dtype,
+            )(x, padding_mask=inputs["padding_mask"])
+        sequence_output = x
+        pooled_output = keras.layers.Dense(
+            config.hidden_size, activation="tanh", kernel_initializer=fresh_initializer(),
+            name="pooler_dense", dtype=dtype)(FirstToken(name="first_token", dtype=dtype)(x))
+
+        super().__init__(
+            inputs=inputs,
+            outputs={"sequence_output": sequence_output, "pooled_output": pooled_output},
+            **kwargs,
+        )
+        self.config = config
+        self.token_embedding = token_embedding
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # ---- checkpoints ---------------------------------------------------------------
+    def hf_weight_map(self, prefix=""):
+        """HF BertModel name -> (Keras variable, transpose?) for every weight of this encoder.
+
+        HF nn.Linear weights are [out, in]; Keras kernels are [in, out], hence the transposes.
+        """
+        mapping = {}
+
+        def add(name, variable, transpose=False):
+            mapping[prefix + name] = (variable, transpose)
+
+        add("embeddings.word_embeddings.weight", self.get_layer("token_embedding").embeddings)
+        add("embeddings.position_embeddings.weight", self.get_layer("position_embedding").embeddings)
+        add("embeddings.token_type_embeddings.weight", self.get_layer("segment_embedding").embeddings)
+        norm = self.get_layer("embeddings_layer_norm")
+        add("embeddings.LayerNorm.weight", norm.gamma)
+        add("embeddings.LayerNorm.bias", norm.beta)
+        for index in range(self.config.num_hidden_layers):
+            block = self.get_layer(f"transformer_layer_{index}")
+            base = f"encoder.layer.{index}."
+            for hf_name, dense in (
+                ("attention.self.query", block.attention.query_dense),
+                ("attention.self.key", block.attention.key_dense),
+                ("attention.self.value", block.attention.value_dense),
+                ("attention.output.dense", block.attention.output_dense),
+                ("intermediate.dense", block.intermediate_dense),
+                ("output.dense", block.output_dense),
+            ):
+                add(base + hf_name + ".weight", dense.kernel, transpose=True)
+                add(base + hf_name + ".bias", dense.bias)
+            for hf_name, layer_norm in (
+                ("attention.output.LayerNorm", block.attention_layer_norm),
+                ("output.LayerNorm", block.output_layer_norm),
+            ):
+                add(base + hf_name + ".weight", layer_norm.gamma)
+                add(base + hf_name + ".bias", layer_norm.beta)
+        pooler = self.get_layer("pooler_dense")
+        add("pooler.dense.weight", pooler.kernel, transpose=True)
+        add("pooler.dense.bias", pooler.bias)
+        return mapping
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **kwargs):
+        """Load from a HF directory, a TF1 (google-research) directory, a preset config or a hub id."""
+        from rubert_tf.checkpoints.loading import load_model
+
+        return load_model(cls, name_or_path, **kwargs)
+
+    def save_pretrained(self, directory, tokenizer=None):
+        """Write the HF layout (config.json, model.safetensors, vocab.txt when a tokenizer is given)."""
+        from rubert_tf.checkpoints.hf import save_hf_checkpoint
+
+        return save_hf_checkpoint(self, directory, tokenizer=tokenizer, architecture="BertModel")
