@@ -43,12 +43,13 @@ class RuBertEncoder(keras.Model):
     transformer blocks, and the tanh pooler over [CLS].
 
     Inputs: dict with `token_ids`, `segment_ids`, `padding_mask` ([B, T] int32; padding_mask 1 = token).
-    Outputs: dict with `sequence_output` [B, T, H] and `pooled_output` [B, H].
+    Outputs: dict with `sequence_output` [B, T, H] and `pooled_output` [B, H] (the latter only with
+    `include_pooler=True`, the default).
 
     >>> enc = RuBertEncoder(RuBertConfig.from_pretrained("cointegrated/rubert-tiny2"))
     """
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config, include_pooler=True, **kwargs):
         config = as_config(config)
         initializer = keras.initializers.TruncatedNormal(stddev=config.initializer_range)
         dtype = kwargs.pop("dtype", None)
@@ -85,21 +86,22 @@ class RuBertEncoder(keras.Model):
                 name=f"transformer_layer_{index}",
                 dtype=dtype,
             )(x, padding_mask=inputs["padding_mask"])
-        sequence_output = x
-        pooled_output = keras.layers.Dense(
-            config.hidden_size, activation="tanh", kernel_initializer=fresh_initializer(),
-            name="pooler_dense", dtype=dtype)(FirstToken(name="first_token", dtype=dtype)(x))
+        outputs = {"sequence_output": x}
+        # BertForMaskedLM has no pooler (HF's add_pooling_layer=False); leaving it out there avoids
+        # an untrained, gradient-less head.
+        if include_pooler:
+            outputs["pooled_output"] = keras.layers.Dense(
+                config.hidden_size, activation="tanh", kernel_initializer=fresh_initializer(),
+                name="pooler_dense", dtype=dtype)(FirstToken(name="first_token", dtype=dtype)(x))
 
-        super().__init__(
-            inputs=inputs,
-            outputs={"sequence_output": sequence_output, "pooled_output": pooled_output},
-            **kwargs,
-        )
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.config = config
+        self.include_pooler = include_pooler
         self.token_embedding = token_embedding
 
     def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name, "trainable": self.trainable}
+        return {"config": self.config.to_dict(), "include_pooler": self.include_pooler, "name": self.name,
+                "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config):
@@ -141,9 +143,10 @@ class RuBertEncoder(keras.Model):
             ):
                 add(base + hf_name + ".weight", layer_norm.gamma)
                 add(base + hf_name + ".bias", layer_norm.beta)
-        pooler = self.get_layer("pooler_dense")
-        add("pooler.dense.weight", pooler.kernel, transpose=True)
-        add("pooler.dense.bias", pooler.bias)
+        if self.include_pooler:
+            pooler = self.get_layer("pooler_dense")
+            add("pooler.dense.weight", pooler.kernel, transpose=True)
+            add("pooler.dense.bias", pooler.bias)
         return mapping
 
     @classmethod

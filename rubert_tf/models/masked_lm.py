@@ -66,7 +66,7 @@ class RuBertForMaskedLM(keras.Model):
     def __init__(self, config, **kwargs):
         config = as_config(config)
         dtype = kwargs.pop("dtype", None)
-        encoder = RuBertEncoder(config, name="encoder", dtype=dtype)
+        encoder = RuBertEncoder(config, include_pooler=False, name="encoder", dtype=dtype)
         inputs = encoder_inputs()
         sequence = encoder(inputs)["sequence_output"]
         hidden = MaskedLMTransform(
@@ -88,8 +88,7 @@ class RuBertForMaskedLM(keras.Model):
 
     def hf_weight_map(self, prefix=""):
         """HF BertForMaskedLM names: the encoder under `bert.` (no pooler) plus `cls.predictions.*`."""
-        mapping = {name: spec for name, spec in self.encoder.hf_weight_map(prefix + "bert.").items()
-                   if ".pooler." not in name}
+        mapping = dict(self.encoder.hf_weight_map(prefix + "bert."))
         transform = self.get_layer("mlm_transform")
         mapping[prefix + "cls.predictions.transform.dense.weight"] = (transform.dense.kernel, True)
         mapping[prefix + "cls.predictions.transform.dense.bias"] = (transform.dense.bias, False)

@@ -1,0 +1,163 @@
+"""`rubert-tf` command line. The library knows nothing of this file; it only calls the library."""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+DEFAULT_TEXT = "Москва — столица России, а Волга — самая длинная река Европы."
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _print(message):
+    print(message, flush=True)
+
+
+def command_quickstart(args):
+    """Offline end-to-end run on the bundled sample: vocab -> rubert-tiny2-shaped model -> HF save/load -> encode."""
+    import numpy as np
+    from tqdm import tqdm
+
+    import rubert_tf as rt
+    from rubert_tf.sample_data import write_sample_corpus
+
+    started = time.time()
+    steps = tqdm(total=4, desc="quickstart", unit="step", disable=args.no_progress)
+    if args.model:
+        steps.set_postfix_str(f"loading {args.model}")
+        tokenizer = rt.RuBertTokenizer.from_pretrained(args.model)
+        encoder = rt.RuBertEncoder.from_pretrained(args.model)
+        steps.update(3)
+        source = args.model
+    else:
+        steps.set_postfix_str("training a WordPiece vocab on the sample corpus")
+        corpus = write_sample_corpus(os.path.join(args.out, "data"))
+        vocab_path = os.path.join(args.out, "vocab.txt")
+        rt.train_vocab([corpus], vocab_size=args.vocab_size, output_path=vocab_path)
+        tokenizer = rt.RuBertTokenizer.from_pretrained(args.out)
+        steps.update(1)
+
+        steps.set_postfix_str("building rubert-tiny2's architecture with the new vocab")
+        config = rt.RuBertConfig.from_pretrained("cointegrated/rubert-tiny2")
+        config.vocab_size = tokenizer.vocab_size
+        encoder = rt.RuBertEncoder(config)
+        steps.update(1)
+
+        steps.set_postfix_str("saving in HuggingFace layout and loading it back")
+        model_dir = os.path.join(args.out, "model")
+        encoder.save_pretrained(model_dir, tokenizer=tokenizer)
+        encoder = rt.RuBertEncoder.from_pretrained(model_dir)
+        tokenizer = rt.RuBertTokenizer.from_pretrained(model_dir)
+        steps.update(1)
+        source = f"{model_dir} (random weights: a sample run, not a trained model)"
+
+    steps.set_postfix_str("encoding")
+    batch = tokenizer([args.text], max_length=args.max_length, padding="longest")
+    outputs = encoder(batch)
+    steps.update(1)
+    steps.close()
+
+    ids = batch["token_ids"].numpy()[0]
+    length = int(batch["padding_mask"].numpy()[0].sum())
+    pooled = outputs["pooled_output"].numpy()[0]
+    summary = {
+        "model": source,
+        "text": args.text,
+        "tokens": [tokenizer.id_to_token(int(i)) for i in ids[:length]],
+        "token_ids": [int(i) for i in ids[:length]],
+        "sequence_output_shape": list(outputs["sequence_output"].shape),
+        "pooled_output_norm": round(float(np.linalg.norm(pooled)), 4),
+        "seconds": round(time.time() - started, 1),
+    }
+    _print(json.dumps(summary, ensure_ascii=False, indent=2))
+    return 0
+
+
+def command_encode(args):
+    import numpy as np
+
+    import rubert_tf as rt
+
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise SystemExit("rubert-tf encode: no text given (pass texts as arguments or on stdin)")
+    tokenizer = rt.RuBertTokenizer.from_pretrained(args.model)
+    encoder = rt.RuBertEncoder.from_pretrained(args.model)
+    outputs = encoder(tokenizer(texts, max_length=args.max_length, padding="longest"))
+    for text, vector in zip(texts, np.asarray(outputs["pooled_output"])):
+        _print(json.dumps({"text": text, "pooled_output": [round(float(v), 6) for v in vector]}, ensure_ascii=False))
+    return 0
+
+
+def command_tokenize(args):
+    import rubert_tf as rt
+
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
+    tokenizer = rt.RuBertTokenizer.from_pretrained(args.model)
+    batch = tokenizer(texts, max_length=args.max_length, padding="longest", return_offsets=True)
+    for row, text in enumerate(texts):
+        length = int(batch["padding_mask"][row].numpy().sum())
+        ids = [int(i) for i in batch["token_ids"][row].numpy()[:length]]
+        offsets = batch["offsets"][row].numpy()[:length].tolist()
+        _print(json.dumps({"text": text, "token_ids": ids, "tokens": [tokenizer.id_to_token(i) for i in ids],
+                           "offsets": offsets}, ensure_ascii=False))
+    return 0
+
+
+def command_train_vocab(args):
+    import rubert_tf as rt
+
+    vocab = rt.train_vocab(args.files, vocab_size=args.vocab_size, output_path=args.out)
+    _print(f"wrote {len(vocab)} tokens to {args.out}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="rubert-tf", description="RuBERT for TensorFlow 2 / Keras 3")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    quick = commands.add_parser("quickstart", help="offline end-to-end run on bundled sample data")
+    quick.add_argument("--model", help="a local checkpoint directory or hub id instead of the sample run")
+    quick.add_argument("--out", default="quickstart_output", help="working folder (default: %(default)s)")
+    quick.add_argument("--text", default=DEFAULT_TEXT)
+    quick.add_argument("--vocab-size", type=int, default=2000)
+    quick.add_argument("--max-length", type=int, default=128)
+    quick.add_argument("--no-progress", action="store_true")
+    quick.set_defaults(handler=command_quickstart)
+
+    encode = commands.add_parser("encode", help="pooled RuBERT vectors of texts (arguments or stdin), JSON lines")
+    encode.add_argument("texts", nargs="*")
+    encode.add_argument("--model", required=True)
+    encode.add_argument("--max-length", type=int, default=512)
+    encode.set_defaults(handler=command_encode)
+
+    tokenize = commands.add_parser("tokenize", help="token ids, tokens and character offsets, JSON lines")
+    tokenize.add_argument("texts", nargs="*")
+    tokenize.add_argument("--model", required=True, help="directory with vocab.txt, or hub id")
+    tokenize.add_argument("--max-length", type=int, default=512)
+    tokenize.set_defaults(handler=command_tokenize)
+
+    vocab = commands.add_parser("train-vocab", help="learn a cased WordPiece vocab with RuBERT's special tokens")
+    vocab.add_argument("files", nargs="+")
+    vocab.add_argument("--vocab-size", type=int, default=30000)
+    vocab.add_argument("--out", required=True, help="vocab.txt to write")
+    vocab.set_defaults(handler=command_train_vocab)
+    return parser
+
+
+def main(argv=None):
+    _quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"rubert-tf {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
