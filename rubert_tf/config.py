@@ -143,8 +143,10 @@ class RuBertConfig:
         return cls.from_pretrained(resolve_model_dir(name_or_path))
 
 
-# Architecture numbers copied from each model's published config.json on the HuggingFace hub
-# (https://huggingface.co/<name>/blob/main/config.json). Only architecture keys are listed.
+# Architecture numbers read from each model's published config.json on the HuggingFace hub
+# (huggingface.co/<name>/blob/<commit>/config.json; commits named below). Keys a config leaves out
+# (ruBert-base/-large have no layer_norm_eps or pad_token_id) take HF BertConfig's defaults, as
+# transformers does.
 _BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
              max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu", layer_norm_eps=1e-12,
              hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, initializer_range=0.02,
@@ -152,22 +154,23 @@ _BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, inte
 _LARGE = dict(_BASE, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
 
 PRESETS = {
-    # DeepPavlov/rubert-base-cased config.json: vocab 119547, BERT-base shape.
+    # DeepPavlov/rubert-base-cased config.json @ d90263a: vocab 119547, BERT-base shape.
     "DeepPavlov/rubert-base-cased": dict(_BASE, vocab_size=119547),
-    # DeepPavlov/rubert-base-cased-sentence config.json: same shape and vocab as rubert-base-cased.
+    # DeepPavlov/rubert-base-cased-sentence: same shape and vocab as rubert-base-cased (read from a
+    # fine-tune whose _name_or_path is this model; the model card says: mean pooling).
     "DeepPavlov/rubert-base-cased-sentence": dict(_BASE, vocab_size=119547),
-    # cointegrated/rubert-tiny2 config.json (also ../shared/data/rubert-tiny2/config.json).
+    # cointegrated/rubert-tiny2 config.json @ 77a7ef3 (also ../shared/data/rubert-tiny2/config.json).
     "cointegrated/rubert-tiny2": dict(_BASE, vocab_size=83828, hidden_size=312, num_hidden_layers=3,
                                       num_attention_heads=12, intermediate_size=600,
                                       max_position_embeddings=2048, emb_size=312),
-    # cointegrated/rubert-tiny config.json.
+    # cointegrated/rubert-tiny config.json @ f191937.
     "cointegrated/rubert-tiny": dict(_BASE, vocab_size=29564, hidden_size=312, num_hidden_layers=3,
                                      num_attention_heads=12, intermediate_size=600,
                                      max_position_embeddings=512, emb_size=312),
-    # ai-forever/ruBert-base config.json: BERT-base shape, vocab 120138.
+    # ai-forever/ruBert-base config.json @ 43be426: BERT-base shape, vocab 120138.
     "ai-forever/ruBert-base": dict(_BASE, vocab_size=120138),
-    # ai-forever/ruBert-large config.json: BERT-large shape, vocab 120138.
+    # ai-forever/ruBert-large config.json @ b7c4875: BERT-large shape, vocab 120138.
     "ai-forever/ruBert-large": dict(_LARGE, vocab_size=120138),
-    # ai-forever/sbert_large_nlu_ru config.json: BERT-large shape, vocab 120138.
+    # ai-forever/sbert_large_nlu_ru config.json @ 8a5579b: BERT-large shape, vocab 120138.
     "ai-forever/sbert_large_nlu_ru": dict(_LARGE, vocab_size=120138),
 }

@@ -1,0 +1,18 @@
+"""The default fine-tuning recipe: AdamW, no decay on LayerNorm and biases, warmup + linear decay, clipping."""
+
+import keras
+
+from rubert_tf.training.schedules import WarmupLinearDecay
+
+# Keras variable names (not paths) that BERT excludes from weight decay: biases and LayerNorm's gamma/beta.
+NO_DECAY_NAMES = ["bias", "gamma", "beta"]
+
+
+def create_optimizer(learning_rate=5e-5, total_steps=1000, warmup_ratio=0.1, weight_decay=0.01,
+                     clipnorm=1.0, epsilon=1e-6):
+    """AdamW as in BERT fine-tuning; `total_steps` is the number of optimizer steps of the whole run."""
+    schedule = WarmupLinearDecay(learning_rate, int(round(warmup_ratio * total_steps)), total_steps)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=weight_decay, epsilon=epsilon, global_clipnorm=clipnorm)
+    optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
+    return optimizer
