@@ -1,0 +1,509 @@
+"""In-graph cased BERT WordPiece tokenizer with the exact ids and offsets of HF BertTokenizerFast.
+
+The pipeline reproduces the `tokenizers` crate step by step, using only TF / TF-Text ops so it
+runs eagerly, in tf.function, in tf.data and in a SavedModel:
+
+1. added-token matching: literal "[PAD]" "[UNK]" "[CLS]" "[SEP]" "[MASK]" in the raw text become
+   their special ids (HF splits them out before normalization);
+2. BertNormalizer (clean_text, CJK padding, cased): drop REMOVED chars, WHITESPACE separates;
+3. BertPreTokenizer: punctuation/CJK (ISOLATED) chars are one-char words;
+4. WordPiece (max 100 chars per word, whole word -> [UNK] on failure) via FastWordpieceTokenizer;
+5. [CLS] A [SEP] (B [SEP]) template, LongestFirst truncation, padding.
+
+Character classes come from `unicode_tables.py`, generated from the crate itself
+(tools/generate_unicode_tables.py), so we follow its Unicode data, not RE2's or Python's.
+Offsets are code-point offsets into the original string, exactly like `encoding.offsets`.
+"""
+
+import json
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from rubert_tf import unicode_tables
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MAX_INPUT_CHARS_PER_WORD = 100  # HF WordPiece default: longer words become a single [UNK]
+SUFFIX = "##"
+
+# Character classes (the first four match unicode_tables); the last two mark added-token matches.
+_NORMAL = unicode_tables.NORMAL
+_REMOVED = unicode_tables.REMOVED_CLASS
+_WHITESPACE = unicode_tables.WHITESPACE_CLASS
+_ISOLATED = unicode_tables.ISOLATED_CLASS
+_SPECIAL_START = 4
+_SPECIAL_CONT = 5
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _class_boundaries():
+    """Piecewise-constant code point -> class map as (sorted starts, class of each segment)."""
+    ranges = sorted(
+        [(a, b, _REMOVED) for a, b in unicode_tables.REMOVED]
+        + [(a, b, _WHITESPACE) for a, b in unicode_tables.WHITESPACE]
+        + [(a, b, _ISOLATED) for a, b in unicode_tables.ISOLATED])
+    starts, classes, cur = [], [], 0
+    for a, b, cls in ranges:
+        if a > cur:
+            starts.append(cur)
+            classes.append(_NORMAL)
+        starts.append(a)
+        classes.append(cls)
+        cur = b + 1
+    starts.append(cur)
+    classes.append(_NORMAL)
+    return starts, classes
+
+
+_CLASS_STARTS, _CLASS_VALUES = _class_boundaries()
+
+
+def _cleanup(text):
+    """The WordPiece decoder's `cleanup` replacements (tokenizers crate, applied per token)."""
+    for old, new in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
+                     (" n't", "n't"), (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"),
+                     (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(old, new)
+    return text
+
+
+def _read_vocab_file(path):
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # trailing newline
+    return [line.rstrip("\r") for line in lines]
+
+
+def _as_string_batch(x, name):
+    """str / list[str] / tf.string tensor of rank 0 or 1 -> tf.string tensor of shape [B]."""
+    if isinstance(x, (str, bytes)):
+        x = [x]
+    if isinstance(x, (list, tuple)):
+        for i, s in enumerate(x):
+            if not isinstance(s, (str, bytes)):
+                raise TypeError(f"`{name}` must contain strings, but element {i} is "
+                                f"{type(s).__name__}: {s!r:.80}")
+        x = tf.constant(list(x), dtype=tf.string, shape=[len(x)])
+    elif isinstance(x, (tf.Tensor, tf.Variable, np.ndarray)) or tf.is_tensor(x):
+        if isinstance(x, tf.RaggedTensor):
+            raise TypeError(f"`{name}` must be a dense tf.string tensor, got a RaggedTensor")
+        if isinstance(x, np.ndarray) and x.dtype.kind not in ("U", "S", "O"):
+            raise TypeError(f"`{name}` must hold strings, got a numpy array of dtype {x.dtype}")
+        x = tf.convert_to_tensor(x)
+        if x.dtype != tf.string:
+            raise TypeError(f"`{name}` must be a tf.string tensor, got dtype {x.dtype.name}")
+    else:
+        raise TypeError(f"`{name}` must be a str, a list of str or a tf.string tensor, "
+                        f"got {type(x).__name__}")
+    rank = x.shape.rank
+    if rank == 0:
+        return x[tf.newaxis]
+    if rank is not None and rank != 1:
+        raise ValueError(f"`{name}` must be a scalar or a 1-D batch of strings, "
+                         f"got shape {x.shape}")
+    return tf.ensure_shape(x, [None])
+
+
+def _split_words(texts, special_patterns=()):
+    """Normalizer + pre-tokenizer: tf.string [B] -> (words, word_row, char_pos).
+
+    words: ragged int32 code points [W, None]; word_row: int64 [W] batch row of each word;
+    char_pos: int32 position of each word char (aligned with words.flat_values) in its
+    original text. `special_patterns` are (id, code points) of added tokens to keep whole.
+    """
+    # Invalid UTF-8 becomes U+FFFD, which clean_text removes (as HF would for that char).
+    cps = tf.strings.unicode_decode(texts, "UTF-8", errors="replace", replacement_char=0xFFFD)
+    cp = cps.flat_values
+    row = cps.value_rowids()
+    pos = tf.cast(tf.ragged.range(cps.row_lengths()).flat_values, tf.int32)
+    row_len = tf.cast(tf.gather(cps.row_lengths(), row), tf.int32)
+
+    # Class of each code point by binary search over the range table.
+    seg = tf.searchsorted(tf.constant([_CLASS_STARTS], tf.int32), cp[tf.newaxis],
+                          side="right", out_type=tf.int32)[0] - 1
+    cls = tf.gather(tf.constant(_CLASS_VALUES, tf.int32), seg)
+
+    # Added tokens: HF matches the literal special tokens in the raw text first. They are
+    # bracketed ("[MASK]"), so two matches can never overlap.
+    n = tf.size(cp)
+    is_start = tf.zeros([n], tf.bool)
+    covered = tf.zeros([n], tf.bool)
+    for _, pattern in special_patterns:
+        length = len(pattern)
+        padded = tf.concat([cp, tf.fill([length], -1)], 0)
+        match = pos + length <= row_len
+        for j, c in enumerate(pattern):
+            match &= padded[j:j + n] == c
+        is_start |= match
+        shifted = tf.concat([tf.zeros([length], tf.bool), match], 0)
+        for j in range(1, length):
+            covered |= shifted[length - j:length - j + n]
+    cls = tf.where(is_start, _SPECIAL_START, tf.where(covered, _SPECIAL_CONT, cls))
+
+    # clean_text: removed chars vanish without splitting the word around them.
+    keep = cls != _REMOVED
+    cp, cls, pos, row = (tf.boolean_mask(t, keep) for t in (cp, cls, pos, row))
+
+    # Words: maximal runs of normal chars; isolated chars and added tokens start their own.
+    prev_cls = tf.concat([[-1], cls[:-1]], 0)
+    prev_row = tf.concat([[-1], row[:-1]], 0)
+    starts_word = (((cls == _NORMAL) & ((prev_cls != _NORMAL) | (prev_row != row)))
+                   | (cls == _ISOLATED) | (cls == _SPECIAL_START))
+    in_word = cls != _WHITESPACE
+    cp, pos, row, starts_word = (tf.boolean_mask(t, in_word) for t in (cp, pos, row, starts_word))
+    word_of_char = tf.cumsum(tf.cast(starts_word, tf.int64)) - 1
+    num_words = tf.reduce_sum(tf.cast(starts_word, tf.int64))
+    words = tf.RaggedTensor.from_value_rowids(cp, word_of_char, nrows=num_words, validate=False)
+    word_row = tf.gather(row, words.row_starts())
+    return words, word_row, pos
+
+
+def pretokenize(texts):
+    """HF BertNormalizer + BertPreTokenizer (cased) in TF: texts -> ragged tf.string words
+    [B, None]. Used to count words for vocabulary training."""
+    texts = _as_string_batch(texts, "texts")
+    words, word_row, _ = _split_words(texts)
+    return tf.RaggedTensor.from_value_rowids(
+        tf.strings.unicode_encode(words, "UTF-8"), word_row,
+        nrows=tf.shape(texts, out_type=tf.int64)[0], validate=False)
+
+
+class _PlainVocab:
+    """Python-side vocabulary, kept in a plain object so tf.Module does not walk its 80k+
+    entries (that made `.variables` and tf.saved_model.save take seconds)."""
+
+    def __init__(self, tokens, ids):
+        self.tokens = tokens
+        self.ids = ids
+
+
+class RuBertTokenizer(tf.Module):
+    """Cased BERT WordPiece tokenizer (RuBERT), in-graph, id-exact with HF BertTokenizerFast."""
+
+    def __init__(self, vocabulary, name=None):
+        super().__init__(name=name)
+        if isinstance(vocabulary, (str, os.PathLike)):
+            path = os.fspath(vocabulary)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"vocabulary file not found: {path}")
+            tokens = _read_vocab_file(path)
+        elif isinstance(vocabulary, (list, tuple)):
+            tokens = list(vocabulary)
+        else:
+            raise TypeError("`vocabulary` must be a list of tokens or a path to vocab.txt, "
+                            f"got {type(vocabulary).__name__}")
+        token_to_id = {}
+        for i, tok in enumerate(tokens):
+            if not isinstance(tok, str) or not tok:
+                raise ValueError(f"vocabulary entry {i} must be a non-empty str, got {tok!r}")
+            if tok in token_to_id:
+                raise ValueError(f"vocabulary has duplicate token {tok!r} "
+                                 f"(ids {token_to_id[tok]} and {i})")
+            token_to_id[tok] = i
+        missing = [t for t in SPECIAL_TOKENS if t not in token_to_id]
+        if missing:
+            raise ValueError(f"vocabulary lacks the special token(s) {missing}; "
+                             f"RuBERT needs all of {list(SPECIAL_TOKENS)}")
+
+        self._py = _PlainVocab(tuple(tokens), token_to_id)
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            token_to_id[t] for t in SPECIAL_TOKENS)
+        self.model_max_length = None
+        # Added-token patterns as code points: (id, [cp, ...]).
+        self._special_patterns = tuple(
+            (token_to_id[t], tuple(ord(c) for c in t)) for t in SPECIAL_TOKENS)
+
+        self._wordpiece = tf_text.FastWordpieceTokenizer(
+            vocab=list(tokens), suffix_indicator=SUFFIX, unknown_token="[UNK]",
+            no_pretokenization=True, support_detokenization=True,
+            max_bytes_per_word=1000, token_out_type=tf.int32)
+
+        # Characters each token covers in its word (without the "##" prefix): piece offsets.
+        self._token_chars = tf.constant(
+            [len(t) - len(SUFFIX) if t.startswith(SUFFIX) else len(t) for t in tokens],
+            dtype=tf.int32)
+        # The crate decodes token by token: precompute each token's text as first / later token.
+        self._decode_first = tf.constant([_cleanup(t) for t in tokens])
+        self._decode_next = tf.constant(
+            [_cleanup(t[len(SUFFIX):] if t.startswith(SUFFIX) else " " + t) for t in tokens])
+        self._is_special = tf.constant([t in SPECIAL_TOKENS for t in tokens])
+
+        # autograph off: the pipeline has no tensor-dependent Python control flow.
+        self._tokenize_fn = tf.function(
+            self._tokenize_batch, input_signature=[tf.TensorSpec([None], tf.string)],
+            autograph=False)
+
+    # ------------------------------------------------------------------ loading / saving
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        """Loads from a directory with vocab.txt (+ optional tokenizer_config.json) or a hub id."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            vocab_file = os.path.join(path, "vocab.txt")
+            config_file = os.path.join(path, "tokenizer_config.json")
+            if not os.path.isfile(vocab_file):
+                raise FileNotFoundError(f"no vocab.txt in {path} (expected {vocab_file})")
+            if not os.path.isfile(config_file):
+                config_file = None
+        elif _HUB_ID.match(path) and not os.path.exists(path):
+            vocab_file, config_file = cls._download(path)
+        else:
+            raise FileNotFoundError(f"tokenizer directory not found: {path}")
+
+        config = {}
+        if config_file is not None:
+            with open(config_file, encoding="utf-8") as f:
+                config = json.load(f)
+            # Only HF's cased path is implemented; fail loudly rather than give other ids.
+            if config.get("do_lower_case", False):
+                raise NotImplementedError(
+                    f"{config_file} sets do_lower_case=true; RuBertTokenizer implements only "
+                    "cased tokenizers (no lowercasing / accent stripping)")
+            if config.get("strip_accents"):
+                raise NotImplementedError(
+                    f"{config_file} sets strip_accents=true, which is not implemented")
+            if not config.get("tokenize_chinese_chars", True):
+                raise NotImplementedError(
+                    f"{config_file} sets tokenize_chinese_chars=false, which is not implemented")
+        tok = cls(vocab_file, **kwargs)
+        tok.model_max_length = config.get("model_max_length")
+        return tok
+
+    @staticmethod
+    def _download(repo_id):
+        """Fetches vocab.txt (+ tokenizer_config.json if present) from the HF hub."""
+        from huggingface_hub import hf_hub_download  # only needed for hub ids
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            vocab_file = hf_hub_download(repo_id, "vocab.txt")
+        except Exception as e:  # offline, unknown repo, no vocab.txt, ...
+            raise FileNotFoundError(
+                f"could not get vocab.txt of hub model {repo_id!r}: {e}") from e
+        try:
+            config_file = hf_hub_download(repo_id, "tokenizer_config.json")
+        except EntryNotFoundError:  # optional file: HF defaults apply
+            config_file = None
+        return vocab_file, config_file
+
+    def save_pretrained(self, directory):
+        """Writes vocab.txt and an HF BertTokenizer-style tokenizer_config.json."""
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(t + "\n" for t in self._py.tokens))
+        config = {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": False,
+            "do_basic_tokenize": True,
+            "strip_accents": None,
+            "tokenize_chinese_chars": True,
+            "unk_token": "[UNK]",
+            "sep_token": "[SEP]",
+            "pad_token": "[PAD]",
+            "cls_token": "[CLS]",
+            "mask_token": "[MASK]",
+            "clean_up_tokenization_spaces": True,
+        }
+        if self.model_max_length is not None:
+            config["model_max_length"] = self.model_max_length
+        with open(os.path.join(directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f, ensure_ascii=False, indent=2)
+        return directory
+
+    # ------------------------------------------------------------------ vocabulary
+
+    @property
+    def vocab_size(self):
+        return len(self._py.tokens)
+
+    @property
+    def vocabulary(self):
+        return list(self._py.tokens)
+
+    def token_to_id(self, token):
+        try:
+            return self._py.ids[token]
+        except KeyError:
+            raise KeyError(f"token {token!r} is not in the vocabulary") from None
+
+    def id_to_token(self, token_id):
+        token_id = int(token_id)
+        if not 0 <= token_id < len(self._py.tokens):
+            raise ValueError(f"token id {token_id} is out of range [0, {len(self._py.tokens)})")
+        return self._py.tokens[token_id]
+
+    # ------------------------------------------------------------------ core (graph) pipeline
+
+    def _tokenize_batch(self, texts):
+        """tf.string [B] -> (ids, starts, ends) ragged int32 [B, None], char offsets."""
+        batch = tf.shape(texts, out_type=tf.int64)[0]
+        words, word_row, pos = _split_words(texts, self._special_patterns)
+        word_first_char = words.row_starts()
+        word_len = tf.cast(words.row_lengths(), tf.int32)
+
+        # WordPiece; words over 100 chars are a single [UNK] in HF.
+        word_text = tf.strings.unicode_encode(words, "UTF-8")
+        word_text = tf.where(word_len > MAX_INPUT_CHARS_PER_WORD, "[UNK]", word_text)
+        pieces = self._wordpiece.tokenize(word_text)
+        ids = pieces.flat_values
+        piece_word = pieces.value_rowids()
+
+        # Char span of each piece inside its word; an [UNK] piece spans the whole word.
+        piece_len = tf.where(ids == self.unk_id, tf.gather(word_len, piece_word),
+                             tf.gather(self._token_chars, ids))
+        cum = tf.cumsum(piece_len, exclusive=True)
+        start_in_word = cum - tf.gather(cum, tf.gather(pieces.row_starts(), piece_word))
+        first = tf.gather(word_first_char, piece_word) + tf.cast(start_in_word, tf.int64)
+        last = first + tf.cast(piece_len, tf.int64) - 1
+        starts = tf.gather(pos, first)
+        ends = tf.gather(pos, last) + 1  # removed chars after the piece are not included
+
+        piece_row = tf.gather(word_row, piece_word)
+
+        def by_row(values):
+            return tf.RaggedTensor.from_value_rowids(values, piece_row, nrows=batch,
+                                                     validate=False)
+
+        return by_row(ids), by_row(starts), by_row(ends)
+
+    # ------------------------------------------------------------------ public API
+
+    def tokenize(self, texts):
+        """Word-piece ids without special tokens: tf.RaggedTensor int32 [B, None]."""
+        return self._tokenize_fn(_as_string_batch(texts, "texts"))[0]
+
+    def tokenize_with_offsets(self, texts):
+        """(ids, starts, ends), ragged int32 [B, None]; char offsets into the original texts."""
+        return self._tokenize_fn(_as_string_batch(texts, "texts"))
+
+    # Plain TF ops only: skip autograph's (slow) source conversion inside user tf.functions.
+    @tf.autograph.experimental.do_not_convert
+    def __call__(self, texts, text_pairs=None, max_length=512, padding="max_length",
+                 truncation=True, return_offsets=False):
+        """Model inputs: dict of int32 "token_ids", "segment_ids", "padding_mask" [B, T]
+        (+ "offsets" [B, T, 2] with return_offsets=True)."""
+        texts = _as_string_batch(texts, "texts")
+        pairs = None if text_pairs is None else _as_string_batch(text_pairs, "text_pairs")
+        num_special = 2 if pairs is None else 3
+        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
+            raise TypeError(f"`max_length` must be an int, got {type(max_length).__name__}")
+        if max_length < num_special:
+            raise ValueError(f"`max_length`={max_length} is too small: at least {num_special} "
+                             "is needed for the special tokens")
+        if padding not in ("max_length", "longest"):
+            raise ValueError(f"`padding` must be 'max_length' or 'longest', got {padding!r}")
+        if pairs is not None and texts.shape[0] is not None and pairs.shape[0] is not None \
+                and texts.shape[0] != pairs.shape[0]:
+            raise ValueError(f"`texts` has {texts.shape[0]} items but `text_pairs` has "
+                             f"{pairs.shape[0]}")
+
+        seqs = [self._tokenize_fn(texts)]
+        if pairs is not None:
+            tf.debugging.assert_equal(tf.shape(texts)[0], tf.shape(pairs)[0],
+                                      message="`texts` and `text_pairs` differ in batch size")
+            seqs.append(self._tokenize_fn(pairs))
+        budget = max_length - num_special
+        lengths = [tf.cast(s[0].row_lengths(), tf.int32) for s in seqs]
+        if truncation:
+            keep = self._truncated_lengths(lengths, budget)
+        else:
+            keep = lengths
+            tf.debugging.assert_less_equal(
+                tf.add_n(lengths), budget,
+                message=f"input is longer than max_length={max_length} tokens and "
+                        "truncation=False")
+        # Width of the output: fixed, or the longest row ([CLS] + each part + its [SEP]).
+        if padding == "max_length":
+            width = max_length
+        else:
+            width = tf.reduce_max(tf.concat([[0], tf.add_n(keep)], 0)) + num_special
+
+        # Template [CLS] A [SEP] (B [SEP]) filled position by position with dense ops (far
+        # fewer graph ops than ragged concat); segment 1 covers B and its [SEP].
+        col = tf.range(width)[tf.newaxis, :]  # [1, T]
+        is_cls = tf.broadcast_to(col == 0, [tf.shape(texts)[0], width])
+        token_ids = tf.where(is_cls, self.cls_id, self.pad_id)
+        real = is_cls
+        segment_ids = tf.zeros_like(token_ids)
+        starts_out = ends_out = tf.zeros_like(token_ids)
+        first = tf.ones_like(keep[0])[:, tf.newaxis]  # output column of the part's first token
+        for segment, ((ids, starts, ends), count) in enumerate(zip(seqs, keep)):
+            count = count[:, tf.newaxis]
+            inside = (col >= first) & (col < first + count)
+            is_sep = col == first + count
+            # Index into the flat values; the appended dummy keeps gathers valid when empty.
+            index = tf.cast(ids.row_starts(), tf.int32)[:, tf.newaxis] + col - first
+            index = tf.clip_by_value(index, 0, tf.size(ids.flat_values))
+            ids, starts, ends = (tf.gather(tf.concat([t.flat_values, [0]], 0), index)
+                                 for t in (ids, starts, ends))
+            token_ids = tf.where(inside, ids, tf.where(is_sep, self.sep_id, token_ids))
+            segment_ids = tf.where(inside | is_sep, segment, segment_ids)
+            starts_out = tf.where(inside, starts, starts_out)
+            ends_out = tf.where(inside, ends, ends_out)
+            real |= inside | is_sep
+            first += count + 1
+
+        out = {
+            "token_ids": token_ids,
+            "segment_ids": segment_ids,
+            "padding_mask": tf.cast(real, tf.int32),
+        }
+        if return_offsets:
+            out["offsets"] = tf.stack([starts_out, ends_out], axis=-1)
+        return out
+
+    @staticmethod
+    def _truncated_lengths(lengths, budget):
+        """Tokens kept per sequence, as the crate's TruncationStrategy::LongestFirst does."""
+        if len(lengths) == 1:
+            return [tf.minimum(lengths[0], budget)]
+        la, lb = lengths
+        shorter = tf.minimum(la, lb)
+        a_is_shorter = la <= lb  # the crate swaps only when len(A) > len(B)
+        half, other_half = budget // 2, budget - budget // 2
+        # If the shorter one fits in half the budget it is kept whole and the longer one is cut.
+        fits = 2 * shorter <= budget
+        keep_short = tf.where(fits, shorter, half)
+        keep_long = tf.where(fits, budget - shorter, other_half)
+        keep_a = tf.where(a_is_shorter, keep_short, keep_long)
+        keep_b = tf.where(a_is_shorter, keep_long, keep_short)
+        return [tf.minimum(la, keep_a), tf.minimum(lb, keep_b)]
+
+    @tf.autograph.experimental.do_not_convert
+    def detokenize(self, ids):
+        """Ids [B, T] (dense, ragged or lists) -> tf.string [B], like tokenizers'
+        decode(ids, skip_special_tokens=True) with the WordPiece decoder (cleanup on).
+        Special tokens (incl. padding and [UNK]) and out-of-range ids are skipped."""
+        if isinstance(ids, (list, tuple)):
+            ids = tf.ragged.constant(ids, dtype=tf.int64) if ids and isinstance(
+                ids[0], (list, tuple)) else tf.constant(ids, dtype=tf.int64)
+        elif not isinstance(ids, tf.RaggedTensor):
+            ids = tf.convert_to_tensor(ids)
+        if not ids.dtype.is_integer:
+            raise TypeError(f"`ids` must be integer token ids, got dtype {ids.dtype.name}")
+        single = ids.shape.rank == 1
+        if single:
+            ids = ids[tf.newaxis]
+        if ids.shape.rank != 2:
+            raise ValueError(f"`ids` must have shape [B, T] or [T], got rank {ids.shape.rank}")
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.RaggedTensor.from_tensor(ids)
+        ids = tf.cast(ids, tf.int32)
+
+        flat = ids.flat_values
+        valid = (flat >= 0) & (flat < self.vocab_size)
+        safe = tf.where(valid, flat, 0)
+        keep = valid & ~tf.gather(self._is_special, safe)
+        kept = tf.ragged.boolean_mask(ids, ids.with_flat_values(keep))
+        is_first = tf.ragged.range(kept.row_lengths()).flat_values == 0
+        text = tf.where(is_first, tf.gather(self._decode_first, kept.flat_values),
+                        tf.gather(self._decode_next, kept.flat_values))
+        out = tf.strings.reduce_join(kept.with_flat_values(text), axis=1)
+        return out[0] if single else out
