@@ -38,7 +38,7 @@ def command_quickstart(args):
         corpus = write_sample_corpus(os.path.join(args.out, "data"))
         vocab_path = os.path.join(args.out, "vocab.txt")
         rt.train_vocab([corpus], vocab_size=args.vocab_size, output_path=vocab_path)
-        tokenizer = rt.RuBertTokenizer.from_pretrained(args.out)
+        tokenizer = rt.RuBertTokenizer(vocab_path)  # cased, as RuBERT
         steps.update(1)
 
         steps.set_postfix_str("building rubert-tiny2's architecture with the new vocab")
@@ -73,7 +73,10 @@ def command_quickstart(args):
         "pooled_output_norm": round(float(np.linalg.norm(pooled)), 4),
         "seconds": round(time.time() - started, 1),
     }
-    _print(json.dumps(summary, ensure_ascii=False, indent=2))
+    for key, value in summary.items():
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        _print(f"{key + ':':24}{value}")
     return 0
 
 
