@@ -15,7 +15,8 @@ import torch
 import transformers
 from tokenizers import Tokenizer
 
-DATA = "/work/shared/data"
+# ../shared/data beside the project, where CI puts it too.
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 TINY2_DIR = os.path.join(DATA, "rubert-tiny2")
 
 SMALL = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
