@@ -119,6 +119,97 @@ def command_train_vocab(args):
     return 0
 
 
+def _read_inputs(args):
+    """Texts from arguments, else stdin lines; a line that is a JSON object is passed as a dict
+    (pairs: {"text", "text_pair"}; QA: {"question", "context"})."""
+    lines = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not lines:
+        raise ValueError("no input: pass texts as arguments or lines on stdin")
+    inputs = []
+    for number, line in enumerate(lines, start=1):
+        if line.lstrip().startswith("{"):
+            try:
+                inputs.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"input line {number}: broken JSON ({error.msg})") from None
+        else:
+            inputs.append(line)
+    return inputs
+
+
+def _task_options(args, task):
+    """Parse the task's own flags (declared by `task.add_arguments`) from what the main parser left."""
+    parser = argparse.ArgumentParser(prog=f"rubert-tf {args.command} {args.task}", add_help=False)
+    task.add_arguments(parser)
+    options, unknown = parser.parse_known_args(args.task_arguments)
+    if unknown:
+        raise ValueError(f"unknown option(s) for task {args.task!r}: {' '.join(unknown)}")
+    return vars(options)
+
+
+def command_finetune(args):
+    from rubert_tf.finetune import finetune
+    from rubert_tf.tasks import get_task
+
+    task = get_task(args.task)
+    metrics = finetune(task, model=args.model, train=args.train, eval=args.eval, out=args.out,
+                       options=_task_options(args, task), epochs=args.epochs, batch_size=args.batch_size,
+                       learning_rate=args.learning_rate, max_length=args.max_length,
+                       mixed_precision=args.mixed_precision, seed=args.seed, max_steps=args.max_steps,
+                       log_dir=args.log_dir, verbose=0 if args.no_progress else 1)
+    _print(json.dumps(metrics, ensure_ascii=False, indent=2))
+    return 0
+
+
+def command_evaluate(args):
+    from rubert_tf.tasks import get_task
+
+    task = get_task(args.task)
+    model = task.model_class.from_pretrained(args.model)
+    examples = task.read(args.eval, _task_options(args, task))
+    _print(json.dumps(task.evaluate(model, examples, args.max_length, args.batch_size), ensure_ascii=False, indent=2))
+    return 0
+
+
+def command_predict(args):
+    from rubert_tf.tasks import get_task
+
+    task = get_task(args.task)
+    model = task.model_class.from_pretrained(args.model)
+    for result in task.predict(model, _read_inputs(args), args.max_length, args.batch_size):
+        _print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def _add_task_commands(commands):
+    from rubert_tf.tasks import TASKS
+
+    finetune = commands.add_parser("finetune", help="fine-tune a checkpoint on a task (model.fit, default recipe)")
+    evaluate = commands.add_parser("evaluate", help="score a fine-tuned model on labelled data")
+    predict = commands.add_parser("predict", help="run a fine-tuned model on raw text (args or stdin), JSON lines")
+    for command, handler in ((finetune, command_finetune), (evaluate, command_evaluate), (predict, command_predict)):
+        command.add_argument("task", choices=sorted(TASKS), help="task; its own flags follow (see the README)")
+        command.add_argument("--model", required=True, help="checkpoint directory or hub id")
+        command.add_argument("--max-length", type=int, default=128 if handler is not command_predict else 512)
+        command.add_argument("--batch-size", type=int, default=32)
+        if handler is command_finetune:
+            command.add_argument("--train", required=True, help="training file (CSV/TSV/JSONL/CoNLL/SQuAD) or tfds:NAME")
+            command.add_argument("--eval", help="evaluation file")
+            command.add_argument("--out", required=True, help="output directory (HF layout + metrics.json + logs/)")
+            command.add_argument("--epochs", type=int, default=3)
+            command.add_argument("--learning-rate", type=float, default=5e-5)
+            command.add_argument("--max-steps", type=int, help="cap on steps per epoch (quick runs)")
+            command.add_argument("--mixed-precision", choices=["bf16", "fp16"])
+            command.add_argument("--seed", type=int, default=0)
+            command.add_argument("--log-dir", help="TensorBoard folder (default OUT/logs)")
+            command.add_argument("--no-progress", action="store_true")
+        if handler is command_evaluate:
+            command.add_argument("--eval", required=True)
+        if handler is command_predict:
+            command.add_argument("texts", nargs="*")
+        command.set_defaults(handler=handler, accepts_task_arguments=True)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="rubert-tf", description="RuBERT for TensorFlow 2 / Keras 3")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,12 +240,18 @@ def build_parser():
     vocab.add_argument("--vocab-size", type=int, default=30000)
     vocab.add_argument("--out", required=True, help="vocab.txt to write")
     vocab.set_defaults(handler=command_train_vocab)
+
+    _add_task_commands(commands)
     return parser
 
 
 def main(argv=None):
     _quiet_tensorflow()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "accepts_task_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.task_arguments = rest
     try:
         return args.handler(args)
     except (FileNotFoundError, ValueError) as error:

@@ -1,0 +1,69 @@
+"""From tokenized examples to model batches: cache, shuffle, length bucketing, dynamic padding.
+
+Every task pipeline makes a dataset of *unpadded* examples ({"token_ids": [L], "segment_ids": [L],
+"padding_mask": [L]} plus its labels) and hands it to `batch_examples`, so all tasks batch alike:
+each batch is padded to its own longest row, rounded up to a multiple of 8 (tensor-core and
+oneDNN friendly), and never past `max_length`.
+"""
+
+import tensorflow as tf
+
+FEATURE_KEYS = ("token_ids", "segment_ids", "padding_mask")
+
+
+def unbatch_first(features):
+    """Drop the batch axis of a tokenizer output for one example and cut its padding."""
+    length = tf.reduce_sum(features["padding_mask"][0])
+    return {key: value[0, :length] for key, value in features.items()}
+
+
+def pad_to_multiple(features, labels=None, multiple=8, label_pad_value=-100):
+    """Pad the time axis of [B, T] features (and [B, T] labels) up to a multiple of `multiple`."""
+    width = tf.shape(features["token_ids"])[1]
+    target = (width + multiple - 1) // multiple * multiple
+
+    def pad(tensor, value):
+        paddings = [[0, 0], [0, target - width]] + [[0, 0]] * (len(tensor.shape) - 2)
+        return tf.pad(tensor, paddings, constant_values=value)
+
+    features = {key: pad(value, 0) if len(value.shape) >= 2 else value for key, value in features.items()}
+    if labels is None:
+        return features
+    labels = tf.nest.map_structure(
+        lambda label: pad(label, label_pad_value) if len(label.shape) == 2 else label, labels)
+    return features, labels
+
+
+def batch_examples(dataset, batch_size, shuffle=False, seed=None, cache=True, bucket_boundaries=None,
+                   multiple=8, label_pad_value=-100, drop_remainder=False):
+    """Batch a dataset of (features, labels) examples with unpadded [L] features.
+
+    shuffle: reshuffled every epoch, deterministic for a given seed.
+    bucket_boundaries: e.g. (32, 64, 128); examples of similar length share batches (less padding).
+    Sequence labels ([L], e.g. NER tags) are padded with `label_pad_value` so the loss ignores them.
+    """
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+
+    def length(features, labels):
+        return tf.shape(features["token_ids"])[0]
+
+    padding_values = None
+    spec = dataset.element_spec
+    padding_values = (
+        {key: tf.constant(0, s.dtype) for key, s in spec[0].items()},
+        tf.nest.map_structure(lambda s: tf.constant(label_pad_value, s.dtype), spec[1]),
+    )
+    if bucket_boundaries:
+        dataset = dataset.bucket_by_sequence_length(
+            length, bucket_boundaries=list(bucket_boundaries),
+            bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
+            padding_values=padding_values, drop_remainder=drop_remainder)
+    else:
+        dataset = dataset.padded_batch(batch_size, padding_values=padding_values, drop_remainder=drop_remainder)
+    dataset = dataset.map(
+        lambda features, labels: pad_to_multiple(features, labels, multiple, label_pad_value),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)

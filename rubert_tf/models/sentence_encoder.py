@@ -1,0 +1,88 @@
+"""RuBertSentenceEncoder: sentence embeddings by mean or [CLS] pooling, L2-normalised."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
+from rubert_tf.models.task import TaskModel
+
+POOLINGS = ("mean", "cls")
+
+
+@keras.saving.register_keras_serializable(package="rubert_tf")
+class SentencePooling(keras.layers.Layer):
+    """Mean over real tokens (padding_mask) or the [CLS] vector; then L2 normalisation if asked.
+
+    Mean pooling is what sbert_large_nlu_ru and rubert-base-cased-sentence use; rubert-tiny2's card
+    uses [CLS] + normalisation.
+    """
+
+    def __init__(self, pooling="mean", normalize=True, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
+        self.normalize = bool(normalize)
+
+    def call(self, sequence, padding_mask):
+        sequence = ops.cast(sequence, "float32")
+        if self.pooling == "cls":
+            pooled = sequence[:, 0, :]
+        else:
+            mask = ops.cast(padding_mask, "float32")[:, :, None]
+            pooled = ops.sum(sequence * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1e-9)
+        if self.normalize:
+            pooled = pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
+        return pooled
+
+    def compute_output_shape(self, sequence_shape, padding_mask_shape=None):
+        return (sequence_shape[0], sequence_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "pooling": self.pooling, "normalize": self.normalize}
+
+
+@keras.saving.register_keras_serializable(package="rubert_tf")
+class RuBertSentenceEncoder(TaskModel):
+    """Inputs as RuBertEncoder; output `embedding` [B, H] (float32, unit length when normalize=True)."""
+
+    hf_architecture = "BertModel"
+
+    def __init__(self, config, pooling="mean", normalize=True, **kwargs):
+        config = as_config(config)
+        dtype = kwargs.pop("dtype", None)
+        encoder = RuBertEncoder(config, name="encoder", dtype=dtype)
+        inputs = encoder_inputs()
+        sequence = encoder(inputs)["sequence_output"]
+        embedding = SentencePooling(pooling, normalize, name="pooling")(sequence, inputs["padding_mask"])
+        super().__init__(inputs=inputs, outputs={"embedding": embedding}, **kwargs)
+        self._finish(config, encoder, {"pooling": pooling, "normalize": normalize})
+        self.pooling = pooling
+
+    def hf_weight_map(self, prefix=""):
+        # Saved and loaded as a plain BertModel (no `bert.` prefix), as sentence-transformers does.
+        return self.encoder.hf_weight_map(prefix)
+
+    def encode(self, texts, max_length=512, batch_size=32):
+        """Raw strings -> np.ndarray [N, H]."""
+        tokenizer = self._require_tokenizer()
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], max_length=max_length, padding="longest")
+            chunks.append(keras.ops.convert_to_numpy(self(batch, training=False)["embedding"]))
+        embeddings = np.concatenate(chunks) if chunks else np.zeros((0, self.config.hidden_size), "float32")
+        return embeddings[0] if single else embeddings
+
+    def similarity(self, texts_a, texts_b, **kwargs):
+        """Cosine similarity matrix [len(a), len(b)] of two lists of strings."""
+        a = _unit(self.encode(list(texts_a), **kwargs))
+        b = _unit(self.encode(list(texts_b), **kwargs))
+        return a @ b.T
+
+
+def _unit(x):
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
