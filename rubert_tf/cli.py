@@ -210,6 +210,30 @@ def _add_task_commands(commands):
         command.set_defaults(handler=handler, accepts_task_arguments=True)
 
 
+EXPORT_TASKS = ("classification", "ner", "qa", "sentence")
+
+
+def command_export(args):
+    from rubert_tf.export import export
+    from rubert_tf.tasks import get_task
+
+    model = get_task(args.task).model_class.from_pretrained(args.model)
+    path = export(model, base_path=args.out, version=args.version, max_length=args.max_length,
+                  text_pair=args.text_pair, allow_no_answer=args.allow_no_answer, warmup=not args.no_warmup)
+    _print(f"exported {args.task} model to {path}")
+    return 0
+
+
+def command_saved_model_cli(args):
+    """TF's saved_model_cli with tensorflow_text imported first, so our graphs' ops are registered."""
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+    from tensorflow.python.tools import saved_model_cli
+
+    sys.argv = ["saved_model_cli", *args.task_arguments]
+    saved_model_cli.main()
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="rubert-tf", description="RuBERT for TensorFlow 2 / Keras 3")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -242,6 +266,21 @@ def build_parser():
     vocab.set_defaults(handler=command_train_vocab)
 
     _add_task_commands(commands)
+
+    export = commands.add_parser("export", help="write a SavedModel (text in, answers out) for TF Serving")
+    export.add_argument("task", choices=EXPORT_TASKS)
+    export.add_argument("--model", required=True, help="fine-tuned checkpoint directory")
+    export.add_argument("--out", required=True, help="model base folder, e.g. savedmodels/sentiment")
+    export.add_argument("--version", type=int, help="integer version (default: the next free one)")
+    export.add_argument("--max-length", type=int, default=512)
+    export.add_argument("--text-pair", action="store_true", help="classifier takes text and text_pair")
+    export.add_argument("--allow-no-answer", action="store_true", help="QA may answer \"\" (SQuAD v2)")
+    export.add_argument("--no-warmup", action="store_true", help="skip assets.extra/tf_serving_warmup_requests")
+    export.set_defaults(handler=command_export)
+
+    smcli = commands.add_parser("saved-model-cli", add_help=False,
+                                help="TF's saved_model_cli (show --all, run) able to load our exports")
+    smcli.set_defaults(handler=command_saved_model_cli, accepts_task_arguments=True)
     return parser
 
 

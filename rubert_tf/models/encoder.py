@@ -151,7 +151,7 @@ class RuBertEncoder(keras.Model):
 
     @classmethod
     def from_pretrained(cls, name_or_path, **kwargs):
-        """Load from a HF directory, a TF1 (google-research) directory, a preset config or a hub id."""
+        """Load from a HF directory, a TF1 (google-research) directory, or (online) a hub id."""
         from rubert_tf.checkpoints.loading import load_model
 
         return load_model(cls, name_or_path, **kwargs)
