@@ -1,23 +1,27 @@
-"""In-graph cased BERT WordPiece tokenizer with the exact ids and offsets of HF BertTokenizerFast.
+"""In-graph BERT WordPiece tokenizer with the exact ids and offsets of HF BertTokenizerFast.
 
 The pipeline reproduces the `tokenizers` crate step by step, using only TF / TF-Text ops so it
 runs eagerly, in tf.function, in tf.data and in a SavedModel:
 
 1. added-token matching: literal "[PAD]" "[UNK]" "[CLS]" "[SEP]" "[MASK]" in the raw text become
    their special ids (HF splits them out before normalization);
-2. BertNormalizer (clean_text, CJK padding, cased): drop REMOVED chars, WHITESPACE separates;
+2. BertNormalizer (clean_text, CJK padding): drop REMOVED chars, WHITESPACE separates; then,
+   for uncased vocabularies, the crate's accent stripping (NFD with canonical reordering, drop
+   nonspacing marks) and lowercasing (Rust char::to_lowercase), with the crate's alignments;
 3. BertPreTokenizer: punctuation/CJK (ISOLATED) chars are one-char words;
 4. WordPiece (max 100 chars per word, whole word -> [UNK] on failure) via FastWordpieceTokenizer;
 5. [CLS] A [SEP] (B [SEP]) template, LongestFirst truncation, padding.
 
-Character classes come from `unicode_tables.py`, generated from the crate itself
-(tools/generate_unicode_tables.py), so we follow its Unicode data, not RE2's or Python's.
+Unicode data comes from `unicode_tables.py`, generated from the crate itself
+(tools/generate_unicode_tables.py), so we follow its Unicode data, not RE2's, ICU's or Python's.
 Offsets are code-point offsets into the original string, exactly like `encoding.offsets`.
 """
 
+import functools
 import json
 import os
 import re
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -38,6 +42,10 @@ _SPECIAL_START = 4
 _SPECIAL_CONT = 5
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+# tokenizer_config.json classes for which transformers' AutoTokenizer uses tokenizer.json as is
+# (BertTokenizer / BertTokenizerFast rebuild the normalizer from do_lower_case instead).
+_GENERIC_FAST_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
 
 
 def _class_boundaries():
@@ -60,6 +68,129 @@ def _class_boundaries():
 
 
 _CLASS_STARTS, _CLASS_VALUES = _class_boundaries()
+
+
+def _char_class(cp):
+    """Class of each code point (int32 tensor) by binary search over the range table."""
+    seg = tf.searchsorted(tf.constant([_CLASS_STARTS], tf.int32), cp[tf.newaxis],
+                          side="right", out_type=tf.int32)[0] - 1
+    return tf.gather(tf.constant(_CLASS_VALUES, tf.int32), seg)
+
+
+# ---------------------------------------------------------------- uncased normalization tables
+
+
+def _hangul_decomposition(cp):
+    s = cp - 0xAC00
+    lead, vowel, trail = 0x1100 + s // 588, 0x1161 + (s % 588) // 28, 0x11A7 + s % 28
+    return (lead, vowel) if trail == 0x11A7 else (lead, vowel, trail)
+
+
+def _expansion_table(mapping):
+    """{cp: tuple of cps} -> (sorted keys, row splits, flat values) as numpy int32 arrays."""
+    keys = sorted(mapping)
+    lengths = [len(mapping[k]) for k in keys]
+    splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = np.array([v for k in keys for v in mapping[k]], dtype=np.int32)
+    return np.array(keys, dtype=np.int32), splits, values
+
+
+def _piecewise(ranges, default=0):
+    """Inclusive (start, end, value) ranges -> (segment starts, segment values) for searchsorted."""
+    starts, values, cur = [], [], 0
+    for a, b, v in sorted(ranges):
+        if a > cur:
+            starts.append(cur)
+            values.append(default)
+        starts.append(a)
+        values.append(v)
+        cur = b + 1
+    starts.append(cur)
+    values.append(default)
+    return np.array(starts, dtype=np.int32), np.array(values, dtype=np.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def _uncased_tables():
+    """numpy tables of the crate's NFD, nonspacing marks, combining classes and lowercasing."""
+    decomposition = dict(unicode_tables.DECOMPOSITION)
+    decomposition.update((cp, _hangul_decomposition(cp)) for cp in range(0xAC00, 0xAC00 + 11172))
+    lowercase = {}
+    for first, last, step, delta in unicode_tables.LOWERCASE_RUNS:
+        lowercase.update((cp, (cp + delta,)) for cp in range(first, last + 1, step))
+    lowercase.update(unicode_tables.LOWERCASE_SPECIAL)
+    # Combining class (0..254) * 2 + 1 if the char is a nonspacing mark, in one range lookup.
+    marks = {cp for a, b in unicode_tables.NONSPACING_MARKS for cp in range(a, b + 1)}
+    combining = {cp: ccc for a, b, ccc in unicode_tables.COMBINING_CLASSES
+                 for cp in range(a, b + 1)}
+    props = {cp: 2 * combining.get(cp, 0) + (cp in marks) for cp in marks | set(combining)}
+    return {
+        "nfd": _expansion_table(decomposition),
+        "lower": _expansion_table(lowercase),
+        "props": _piecewise([(cp, cp, v) for cp, v in props.items()]),
+    }
+
+
+def _expand(cp, active, table):
+    """Replaces each active code point by its expansion in `table` (others stay as they are).
+
+    Returns (new code points, index of the source char of each, whether it is the first char
+    of its source's expansion)."""
+    keys, splits, values = (tf.constant(t) for t in table)
+    idx = tf.minimum(tf.searchsorted(keys, cp, side="left", out_type=tf.int32),
+                     tf.size(keys) - 1)
+    found = active & (tf.gather(keys, idx) == cp)
+    start = tf.gather(splits, idx)
+    count = tf.where(found, tf.gather(splits, idx + 1) - start, 1)
+    src = tf.repeat(tf.range(tf.size(cp)), count)
+    k = tf.range(tf.size(src)) - tf.gather(tf.cumsum(count, exclusive=True), src)
+    replaced = tf.gather(values, tf.gather(start, src) + k)
+    new_cp = tf.where(tf.gather(found, src), replaced, tf.gather(cp, src))
+    return new_cp, src, k == 0
+
+
+def _normalize_uncased(cp, cls, pos, row, strip_accents, lowercase):
+    """BertNormalizer's strip_accents (NFD, drop nonspacing marks) and lowercase steps.
+
+    Works on the flat chars left after clean_text; separators and added tokens pass unchanged
+    (HF turns separators into " " and never normalizes added tokens). Each output char keeps
+    the original position the crate's alignments give it: the char it came from, except
+    after NFD's canonical reordering, where the k-th reordered char that starts an expansion
+    takes the position of the k-th input char (NormalizedString::transform is positional).
+    """
+    tables = _uncased_tables()
+    active = (cls == _NORMAL) | (cls == _ISOLATED)
+    if strip_accents:
+        cp, src, first = _expand(cp, active, tables["nfd"])
+        src_active, src_row = tf.gather(active, src), tf.gather(row, src)
+        prop_starts, prop_values = (tf.constant(t) for t in tables["props"])
+        seg = tf.searchsorted(prop_starts, cp, side="right", out_type=tf.int32) - 1
+        prop = tf.where(src_active, tf.gather(prop_values, seg), 0)
+        ccc = prop // 2
+        # Canonical reordering: stable sort by combining class inside each run of marks that
+        # follows a starter (ccc 0); a new text starts a new run. Skipped when already sorted.
+        new_row = tf.concat([[True], src_row[1:] != src_row[:-1]], 0)
+        run = tf.cumsum(tf.cast((ccc == 0) | new_row, tf.int64))
+        key = run * 256 + tf.cast(ccc, tf.int64)
+        n = tf.size(key)
+        unsorted = tf.reduce_any(key[1:] < key[:-1])
+        order = tf.cond(unsorted, lambda: tf.argsort(key, stable=True),
+                        lambda: tf.range(n))
+        cp, first, prop = (tf.gather(t, order) for t in (cp, first, prop))
+        # Positional alignment: every input char yields exactly one expansion-first char.
+        src = tf.cumsum(tf.cast(first, tf.int32)) - 1
+        keep = prop % 2 == 0  # drop nonspacing marks
+        cp, src = tf.boolean_mask(cp, keep), tf.boolean_mask(src, keep)
+        cls, pos, row, active = (tf.gather(t, src) for t in (cls, pos, row, active))
+    if lowercase:
+        cp, src, _ = _expand(cp, active, tables["lower"])
+        cls, pos, row, active = (tf.gather(t, src) for t in (cls, pos, row, active))
+    # The pre-tokenizer sees the normalized chars: classify them anew (clean_text already ran,
+    # so a "removed" class here is just a normal char).
+    new_cls = _char_class(cp)
+    new_cls = tf.where(new_cls == _REMOVED, _NORMAL, new_cls)
+    cls = tf.where(active, new_cls, cls)
+    return cp, cls, pos, row
 
 
 def _cleanup(text):
@@ -109,12 +240,13 @@ def _as_string_batch(x, name):
     return tf.ensure_shape(x, [None])
 
 
-def _split_words(texts, special_patterns=()):
+def _split_words(texts, special_patterns=(), lowercase=False, strip_accents=False):
     """Normalizer + pre-tokenizer: tf.string [B] -> (words, word_row, char_pos).
 
-    words: ragged int32 code points [W, None]; word_row: int64 [W] batch row of each word;
-    char_pos: int32 position of each word char (aligned with words.flat_values) in its
-    original text. `special_patterns` are (id, code points) of added tokens to keep whole.
+    words: ragged int32 code points [W, None] (normalized); word_row: int64 [W] batch row of
+    each word; char_pos: int32 position of each word char (aligned with words.flat_values)
+    in its original text. `special_patterns` are (id, code points) of added tokens to keep
+    whole. `lowercase` / `strip_accents` (effective bools) select the uncased normalization.
     """
     # Invalid UTF-8 becomes U+FFFD, which clean_text removes (as HF would for that char).
     cps = tf.strings.unicode_decode(texts, "UTF-8", errors="replace", replacement_char=0xFFFD)
@@ -123,10 +255,7 @@ def _split_words(texts, special_patterns=()):
     pos = tf.cast(tf.ragged.range(cps.row_lengths()).flat_values, tf.int32)
     row_len = tf.cast(tf.gather(cps.row_lengths(), row), tf.int32)
 
-    # Class of each code point by binary search over the range table.
-    seg = tf.searchsorted(tf.constant([_CLASS_STARTS], tf.int32), cp[tf.newaxis],
-                          side="right", out_type=tf.int32)[0] - 1
-    cls = tf.gather(tf.constant(_CLASS_VALUES, tf.int32), seg)
+    cls = _char_class(cp)
 
     # Added tokens: HF matches the literal special tokens in the raw text first. They are
     # bracketed ("[MASK]"), so two matches can never overlap.
@@ -148,6 +277,8 @@ def _split_words(texts, special_patterns=()):
     # clean_text: removed chars vanish without splitting the word around them.
     keep = cls != _REMOVED
     cp, cls, pos, row = (tf.boolean_mask(t, keep) for t in (cp, cls, pos, row))
+    if lowercase or strip_accents:
+        cp, cls, pos, row = _normalize_uncased(cp, cls, pos, row, strip_accents, lowercase)
 
     # Words: maximal runs of normal chars; isolated chars and added tokens start their own.
     prev_cls = tf.concat([[-1], cls[:-1]], 0)
@@ -163,14 +294,71 @@ def _split_words(texts, special_patterns=()):
     return words, word_row, pos
 
 
-def pretokenize(texts):
-    """HF BertNormalizer + BertPreTokenizer (cased) in TF: texts -> ragged tf.string words
-    [B, None]. Used to count words for vocabulary training."""
+def _check_normalizer_args(lowercase, strip_accents):
+    if not isinstance(lowercase, (bool, np.bool_)):
+        raise TypeError(f"`lowercase` must be a bool, got {lowercase!r}")
+    if strip_accents is not None and not isinstance(strip_accents, (bool, np.bool_)):
+        raise TypeError(f"`strip_accents` must be None or a bool, got {strip_accents!r}")
+    # HF BertNormalizer: strip_accents=None follows lowercase.
+    return bool(lowercase), bool(lowercase if strip_accents is None else strip_accents)
+
+
+def pretokenize(texts, lowercase=False, strip_accents=None):
+    """HF BertNormalizer + BertPreTokenizer in TF: texts -> ragged tf.string words [B, None]
+    (cased by default; `lowercase` / `strip_accents` as in BertNormalizer). Used to count
+    words for vocabulary training."""
+    lowercase, strip_accents = _check_normalizer_args(lowercase, strip_accents)
     texts = _as_string_batch(texts, "texts")
-    words, word_row, _ = _split_words(texts)
+    words, word_row, _ = _split_words(texts, lowercase=lowercase, strip_accents=strip_accents)
     return tf.RaggedTensor.from_value_rowids(
         tf.strings.unicode_encode(words, "UTF-8"), word_row,
         nrows=tf.shape(texts, out_type=tf.int64)[0], validate=False)
+
+
+def _bert_normalizer_of(json_file):
+    """The BertNormalizer dict of a tokenizer.json, or None if it has another normalizer."""
+    with open(json_file, encoding="utf-8") as f:
+        normalizer = json.load(f).get("normalizer") or {}
+    return normalizer if normalizer.get("type") == "BertNormalizer" else None
+
+
+def _normalizer_settings(config, config_file, json_file):
+    """{"lowercase", "strip_accents"} as transformers (5.x, same rule as 4.x) would use them."""
+    if config.get("tokenizer_class") in _GENERIC_FAST_CLASSES and json_file is not None:
+        # AutoTokenizer builds a plain fast tokenizer from tokenizer.json: its normalizer rules.
+        normalizer = _bert_normalizer_of(json_file)
+        if normalizer is None:
+            raise NotImplementedError(
+                f"{json_file} has no BertNormalizer; only BERT normalization is implemented")
+        if not normalizer.get("clean_text", True):
+            raise NotImplementedError(f"{json_file} sets clean_text=false, which is not "
+                                      "implemented")
+        if not normalizer.get("handle_chinese_chars", True):
+            raise NotImplementedError(f"{json_file} sets handle_chinese_chars=false, which "
+                                      "is not implemented")
+        return {"lowercase": bool(normalizer.get("lowercase", True)),
+                "strip_accents": normalizer.get("strip_accents")}
+
+    source = config_file or "the default tokenizer settings"
+    if not config.get("tokenize_chinese_chars", True):
+        raise NotImplementedError(
+            f"{source} sets tokenize_chinese_chars=false, which is not implemented")
+    # BertTokenizer(Fast)'s defaults: do_lower_case=True, strip_accents=None.
+    settings = {"lowercase": bool(config.get("do_lower_case", True)),
+                "strip_accents": config.get("strip_accents")}
+    normalizer = _bert_normalizer_of(json_file) if json_file is not None else None
+    if normalizer is not None and (
+            bool(normalizer.get("lowercase", True)) != settings["lowercase"]
+            or normalizer.get("strip_accents") != settings["strip_accents"]):
+        reason = ("tokenizer_config.json" if config_file is not None
+                  else "no tokenizer_config.json, so HF's default do_lower_case=True")
+        warnings.warn(
+            f"{json_file} has lowercase={normalizer.get('lowercase')}, "
+            f"strip_accents={normalizer.get('strip_accents')}, but transformers' "
+            f"BertTokenizerFast ignores it and uses lowercase={settings['lowercase']}, "
+            f"strip_accents={settings['strip_accents']} ({reason}); so does RuBertTokenizer. "
+            "Pass lowercase=/strip_accents= to override.", stacklevel=3)
+    return settings
 
 
 class _PlainVocab:
@@ -183,10 +371,19 @@ class _PlainVocab:
 
 
 class RuBertTokenizer(tf.Module):
-    """Cased BERT WordPiece tokenizer (RuBERT), in-graph, id-exact with HF BertTokenizerFast."""
+    """BERT WordPiece tokenizer (RuBERT), in-graph, id- and offset-exact with HF BertTokenizerFast.
 
-    def __init__(self, vocabulary, name=None):
+    `lowercase` and `strip_accents` are BertNormalizer's (HF's do_lower_case / strip_accents):
+    cased by default; lowercase=True also strips accents unless strip_accents=False
+    (strip_accents=None follows lowercase), so "Ёжик" -> "ежик" as in HF's uncased path.
+    """
+
+    def __init__(self, vocabulary, lowercase=False, strip_accents=None, name=None):
         super().__init__(name=name)
+        # Effective BertNormalizer steps; the attributes keep the HF settings as given.
+        self._lowercase_flag, self._strip_flag = _check_normalizer_args(lowercase, strip_accents)
+        self.lowercase = self._lowercase_flag
+        self.strip_accents = None if strip_accents is None else bool(strip_accents)
         if isinstance(vocabulary, (str, os.PathLike)):
             path = os.fspath(vocabulary)
             if not os.path.isfile(path):
@@ -242,17 +439,28 @@ class RuBertTokenizer(tf.Module):
 
     @classmethod
     def from_pretrained(cls, path, **kwargs):
-        """Loads from a directory with vocab.txt (+ optional tokenizer_config.json) or a hub id."""
+        """Loads from a directory with vocab.txt (+ optional tokenizer_config.json /
+        tokenizer.json) or a hub id, normalizing as transformers' BertTokenizerFast would.
+
+        Casing follows tokenizer_config.json's do_lower_case / strip_accents; without that
+        file (ai-forever/ruBert-base, ruBert-large) HF's default do_lower_case=True applies.
+        Like transformers, tokenizer.json's normalizer is ignored for Bert tokenizer classes
+        (they rebuild it from do_lower_case), and used only when tokenizer_config.json names
+        the generic PreTrainedTokenizerFast. `lowercase=` / `strip_accents=` override both.
+        """
         path = os.fspath(path)
         if os.path.isdir(path):
             vocab_file = os.path.join(path, "vocab.txt")
             config_file = os.path.join(path, "tokenizer_config.json")
+            json_file = os.path.join(path, "tokenizer.json")
             if not os.path.isfile(vocab_file):
                 raise FileNotFoundError(f"no vocab.txt in {path} (expected {vocab_file})")
             if not os.path.isfile(config_file):
                 config_file = None
+            if not os.path.isfile(json_file):
+                json_file = None
         elif _HUB_ID.match(path) and not os.path.exists(path):
-            vocab_file, config_file = cls._download(path)
+            vocab_file, config_file, json_file = cls._download(path)
         else:
             raise FileNotFoundError(f"tokenizer directory not found: {path}")
 
@@ -260,24 +468,17 @@ class RuBertTokenizer(tf.Module):
         if config_file is not None:
             with open(config_file, encoding="utf-8") as f:
                 config = json.load(f)
-            # Only HF's cased path is implemented; fail loudly rather than give other ids.
-            if config.get("do_lower_case", False):
-                raise NotImplementedError(
-                    f"{config_file} sets do_lower_case=true; RuBertTokenizer implements only "
-                    "cased tokenizers (no lowercasing / accent stripping)")
-            if config.get("strip_accents"):
-                raise NotImplementedError(
-                    f"{config_file} sets strip_accents=true, which is not implemented")
-            if not config.get("tokenize_chinese_chars", True):
-                raise NotImplementedError(
-                    f"{config_file} sets tokenize_chinese_chars=false, which is not implemented")
+        settings = _normalizer_settings(config, config_file, json_file)
+        for key in ("lowercase", "strip_accents"):
+            kwargs.setdefault(key, settings[key])
         tok = cls(vocab_file, **kwargs)
         tok.model_max_length = config.get("model_max_length")
         return tok
 
     @staticmethod
     def _download(repo_id):
-        """Fetches vocab.txt (+ tokenizer_config.json if present) from the HF hub."""
+        """Fetches vocab.txt (+ tokenizer_config.json, and tokenizer.json when that config
+        names a generic fast tokenizer, if present) from the HF hub."""
         from huggingface_hub import hf_hub_download  # only needed for hub ids
         from huggingface_hub.errors import EntryNotFoundError
 
@@ -290,7 +491,16 @@ class RuBertTokenizer(tf.Module):
             config_file = hf_hub_download(repo_id, "tokenizer_config.json")
         except EntryNotFoundError:  # optional file: HF defaults apply
             config_file = None
-        return vocab_file, config_file
+        json_file = None
+        if config_file is not None:
+            with open(config_file, encoding="utf-8") as f:
+                generic = json.load(f).get("tokenizer_class") in _GENERIC_FAST_CLASSES
+            if generic:
+                try:
+                    json_file = hf_hub_download(repo_id, "tokenizer.json")
+                except EntryNotFoundError:
+                    json_file = None
+        return vocab_file, config_file, json_file
 
     def save_pretrained(self, directory):
         """Writes vocab.txt and an HF BertTokenizer-style tokenizer_config.json."""
@@ -300,9 +510,9 @@ class RuBertTokenizer(tf.Module):
             f.write("".join(t + "\n" for t in self._py.tokens))
         config = {
             "tokenizer_class": "BertTokenizer",
-            "do_lower_case": False,
+            "do_lower_case": self.lowercase,
             "do_basic_tokenize": True,
-            "strip_accents": None,
+            "strip_accents": self.strip_accents,
             "tokenize_chinese_chars": True,
             "unk_token": "[UNK]",
             "sep_token": "[SEP]",
@@ -344,7 +554,9 @@ class RuBertTokenizer(tf.Module):
     def _tokenize_batch(self, texts):
         """tf.string [B] -> (ids, starts, ends) ragged int32 [B, None], char offsets."""
         batch = tf.shape(texts, out_type=tf.int64)[0]
-        words, word_row, pos = _split_words(texts, self._special_patterns)
+        words, word_row, pos = _split_words(texts, self._special_patterns,
+                                            lowercase=self._lowercase_flag,
+                                            strip_accents=self._strip_flag)
         word_first_char = words.row_starts()
         word_len = tf.cast(words.row_lengths(), tf.int32)
 

@@ -2,6 +2,9 @@
 
 import json
 import os
+import random
+import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -46,6 +49,29 @@ HARD_CASES = [
     "Тест\u00adмягкий перенос",
     "\u0600\u061c\u06dd арабские форматы",
 ]
+
+
+# Uncased path (lowercase / strip_accents): NFD expansion, mark stripping, canonical
+# reordering (with the crate's positional alignments), multi-char lowercasing.
+UNCASED_HARD_CASES = [
+    "ЁЖИК Ёлка ёлка ЙОД Йогурт йод ПРИВЕТ Привет МИР ЩУКА ЪЕЪ ЭХО",
+    "е\u0308 и\u0306 Е\u0308ЛКА И\u0306ОД е\u0308\u0308ж ё\u0301",
+    "İstanbul İİ DİYARBAKIR ı I i\u0307 I\u0307",
+    "Straße STRASSE ẞ groß GROẞ",
+    "ΣΟΦΟΣ ΟΔΟΣ σοφός Σ ς ΌΛΑ Ά\u0301",
+    "ﬁnal ﬂow ﬀ Ǆ ǅ ǆ Ǳ ĳ Ĳ ŉ",
+    "café CAFÉ cafe\u0301 CAFE\u0301 naïve NAÏVE Ångström Å Ω K",
+    "а\u0300\u0301\u0302 \u0301\u0301 x\u0301\u0316 \u0345 ᾼ ᾳ ǰ",
+    "x\u0301\U0001D165 y \u0301\U0001D165z a\U0001D16D\U0001D165 \U0001D160 \u1b44\u0301\u1b44",
+    "\u0f73\u0f74 \u0f74\u0f73 \u0344 \u0340 \u1fef \u1fed \u037e \u2adc",
+    "한국어 가각 ᄀ\u1161 \uf900\uf901 中文 豈",
+    "[MASK] [mask] [Mask] [CLS]ТЕКСТ[SEP] É[SEP]\u0301ё [UNK]\u0308",
+    "ТЕСТ\u00adМЯГКИЙ ПРИ\u200bВЕТ \u0301\u200b\u0316 Ё\u200b\u0308",
+    "Ⅻ Ⓐ ＡＢＣ ᏸ Ꭰ 𐐀 𞤀 ǲ Ա Ⴀ",
+    "ё" * 100, "Ё" * 101, "е\u0308" * 60, "İ" * 60, "İ" * 51,
+]
+
+UNCASED_MODES = [(True, None), (True, False), (False, True)]  # (lowercase, strip_accents)
 
 
 def _line_list():
@@ -354,6 +380,322 @@ def test_tokenizer_from_small_vocab_list():
     assert small.tokenize(["привет, мир!", "пока"]).to_list() == [[5, 6, 8, 7, 9], [1]]
 
 
+# ---------------------------------------------------------------- uncased (lowercase, accents)
+
+
+def _uncased_hf(lowercase, strip_accents):
+    """The reference: rubert-tiny2's tokenizer.json with an uncased BertNormalizer."""
+    t = Tokenizer.from_file(os.path.join(MODEL_DIR, "tokenizer.json"))
+    t.no_truncation()
+    t.no_padding()
+    t.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                              strip_accents=strip_accents, lowercase=lowercase)
+    return t
+
+
+@pytest.fixture(scope="module")
+def mode_toks(tok):
+    """RuBertTokenizer per (lowercase, strip_accents), built once (each costs a graph trace)."""
+    cache = {(False, None): tok}
+
+    def get(lowercase, strip_accents):
+        if (lowercase, strip_accents) not in cache:
+            cache[lowercase, strip_accents] = RuBertTokenizer(
+                tok.vocabulary, lowercase=lowercase, strip_accents=strip_accents)
+        return cache[lowercase, strip_accents]
+    return get
+
+
+@pytest.fixture(scope="module")
+def tok_uncased(mode_toks):
+    return mode_toks(True, None)
+
+
+@pytest.fixture(scope="module")
+def hf_uncased():
+    return _uncased_hf(True, None)
+
+
+def _mismatches(tokenizer, hf_tok, texts, batch=2048):
+    """(id mismatches, offset mismatches, tokens, first few bad texts) vs HF, no specials."""
+    encs = hf_tok.encode_batch(texts, add_special_tokens=False)
+    id_bad = offset_bad = tokens = 0
+    bad = []
+    for i in range(0, len(texts), batch):
+        ids, starts, ends = tokenizer.tokenize_with_offsets(texts[i:i + batch])
+        for text, enc, row_ids, row_s, row_e in zip(texts[i:i + batch], encs[i:i + batch],
+                                                    ids.to_list(), starts.to_list(),
+                                                    ends.to_list()):
+            tokens += len(enc.ids)
+            id_bad += row_ids != enc.ids
+            offset_bad += list(zip(row_s, row_e)) != enc.offsets
+            if (row_ids != enc.ids or list(zip(row_s, row_e)) != enc.offsets) and len(bad) < 5:
+                bad.append((text, row_ids, enc.ids, list(zip(row_s, row_e)), enc.offsets))
+    return id_bad, offset_bad, tokens, bad
+
+
+def test_uncased_ruslit_ids_and_offsets_identical_to_hf(tok_uncased, hf_uncased, ruslit):
+    id_bad, offset_bad, tokens, bad = _mismatches(tok_uncased, hf_uncased, ruslit)
+    print(f"uncased ruslit: {len(ruslit)} lines, {tokens} tokens, id mismatches {id_bad}, "
+          f"offset mismatches {offset_bad}")
+    assert tokens > 700_000
+    assert (id_bad, offset_bad, bad) == (0, 0, [])
+
+
+@pytest.mark.parametrize("lowercase,strip_accents", UNCASED_MODES)
+def test_uncased_modes_identical_to_hf(mode_toks, ruslit, lowercase, strip_accents):
+    """Hard cases, a ruslit slice and random strings of combining marks (incl. spacing ones
+    with a combining class, which survive stripping and get reordered), decomposable and
+    case-changing chars, in each BertNormalizer mode."""
+    mode_tok = mode_toks(lowercase, strip_accents)
+    hf_mode = _uncased_hf(lowercase, strip_accents)
+    texts = HARD_CASES + UNCASED_HARD_CASES
+    id_bad, offset_bad, _, bad = _mismatches(mode_tok, hf_mode, texts)
+    assert (id_bad, offset_bad, bad) == (0, 0, [])
+    # And through the full call (specials, padding, truncation, offsets).
+    _assert_same_as_hf(mode_tok(texts, max_length=64, return_offsets=True),
+                       _hf_padded(hf_mode, texts, max_length=64))
+
+    lines = ruslit[::10]
+    id_bad, offset_bad, tokens, bad = _mismatches(mode_tok, hf_mode, lines)
+    print(f"lowercase={lowercase} strip_accents={strip_accents}: {len(lines)} ruslit lines, "
+          f"{tokens} tokens, id mismatches {id_bad}, offset mismatches {offset_bad}")
+    assert (id_bad, offset_bad, bad) == (0, 0, [])
+
+    combining = [cp for a, b, _ in unicode_tables.COMBINING_CLASSES for cp in range(a, b + 1)]
+    marks = {cp for a, b in unicode_tables.NONSPACING_MARKS for cp in range(a, b + 1)}
+    spacing = [cp for cp in combining if cp not in marks]
+    cased = [first for first, _, _, _ in unicode_tables.LOWERCASE_RUNS] + [0x130]
+    pool = (spacing * 20 + combining + list(unicode_tables.DECOMPOSITION) + cased * 5
+            + [ord(c) for c in "абвгдеёжзийЁЙАБВ aZ,.!?-\u200b\u00ad\t\n\u3000中\uf900"
+               "\u0301\u0308\u0306İßΣ"] * 10 + list(range(0xAC00, 0xAC20)))
+    rng = random.Random(1234)
+    texts = ["".join(chr(rng.choice(pool)) for _ in range(rng.randint(0, 30)))
+             for _ in range(4000)]
+    texts += ["[MASK]" + t + "[SEP]\u0301" + t[::-1] for t in texts[:400]]
+    id_bad, offset_bad, _, bad = _mismatches(mode_tok, hf_mode, texts)
+    assert (id_bad, offset_bad, bad) == (0, 0, [])
+
+
+def test_uncased_selected_expectations(tok_uncased):
+    def pieces(text):
+        return [tok_uncased.id_to_token(i) for i in tok_uncased.tokenize(text).to_list()[0]]
+
+    # ё/й lose their diacritics exactly as in HF's uncased path, precomposed or not.
+    assert pieces("ЁЛКА") == pieces("ёлка") == pieces("е\u0308лка") == pieces("елка")
+    assert pieces("ЙОД") == pieces("и\u0306од") == pieces("иод")
+    # Offsets point into the original text (as HF's): "İ" -> "i"; the dropped U+0308 belongs
+    # to no piece unless it is inside one.
+    ids, starts, ends = tok_uncased.tokenize_with_offsets(["İ е\u0308ж", "Ёлка е\u0308лка"])
+    assert [[tok_uncased.id_to_token(i) for i in row] for row in ids.to_list()] == [
+        ["i", "е", "##ж"], ["ел", "##ка", "ел", "##ка"]]
+    assert [list(zip(s, e)) for s, e in zip(starts.to_list(), ends.to_list())] == [
+        [(0, 1), (2, 3), (4, 5)], [(0, 2), (2, 4), (5, 8), (8, 10)]]
+    # Canonical reordering moves the spacing mark U+1D165 (class 216) before U+0301 (230);
+    # the crate's alignments are positional, so the word ends at 2, not 3.
+    assert tok_uncased.tokenize_with_offsets("x\u0301\U0001D165")[2].to_list() == [[2]]
+    # Added tokens are matched in the raw text only: "[mask]" is not [MASK].
+    assert tok_uncased.tokenize("[MASK]").to_list() == [[tok_uncased.mask_id]]
+    assert tok_uncased.mask_id not in tok_uncased.tokenize("[mask]").to_list()[0]
+
+
+def _uncased_code_points(every=1):
+    """Code points the uncased normalizer touches (or produces), plus every `every`-th one."""
+    cps = set(range(0, 0x110000, every))
+    cps.update(range(0xAC00, 0xAC00 + 11172))  # Hangul syllables
+    for cp, d in unicode_tables.DECOMPOSITION.items():
+        cps.update((cp,) + d)
+    for cp, d in unicode_tables.LOWERCASE_SPECIAL.items():
+        cps.update((cp,) + d)
+    for first, last, step, delta in unicode_tables.LOWERCASE_RUNS:
+        cps.update(cp + k for cp in range(first, last + 1, step) for k in (0, delta))
+    for a, b in unicode_tables.NONSPACING_MARKS:
+        cps.update(range(a, b + 1))
+    for a, b, _ in unicode_tables.COMBINING_CLASSES:
+        cps.update(range(a, b + 1))
+    return sorted(cp for cp in cps if not 0xD800 <= cp <= 0xDFFF)
+
+
+@pytest.mark.parametrize("lowercase,strip_accents", UNCASED_MODES)
+def test_uncased_pretokenize_agrees_with_tokenizers_on_every_code_point(lowercase, strip_accents):
+    """Each code point between letters, then U+0334 (combining class 1, so every char with a
+    higher class is reordered past it): the words of HF's BertNormalizer + BertPreTokenizer
+    must be exactly ours. All code points for the default uncased mode; for the others those
+    the normalizer touches and every 16th (the rest is the cased path, tested above)."""
+    norm = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                      strip_accents=strip_accents, lowercase=lowercase)
+    pre = pre_tokenizers.BertPreTokenizer()
+    code_points = _uncased_code_points(1 if strip_accents is None else 16)
+    texts = ["".join("a" + chr(cp) + "\u0334" for cp in code_points[i:i + 16384])
+             for i in range(0, len(code_points), 16384)]
+    got = pretokenize(texts, lowercase=lowercase, strip_accents=strip_accents).to_list()
+    mismatched = sum([w.decode() for w in row] != [w for w, _ in pre.pre_tokenize_str(
+        norm.normalize_str(text))] for row, text in zip(got, texts))
+    assert mismatched == 0
+
+
+def test_uncased_code_points_ids_and_offsets(tok_uncased, hf_uncased):
+    """Each code point the normalizer touches, and every 8th, as a word of its own, after a
+    capital and before a combining mark: ids and offsets."""
+    code_points = _uncased_code_points(8)
+    texts = [" ".join("Ж" + chr(cp) + "\u0301" for cp in code_points[i:i + 16384])
+             for i in range(0, len(code_points), 16384)]
+    id_bad, offset_bad, _, bad = _mismatches(tok_uncased, hf_uncased, texts)
+    assert (id_bad, offset_bad) == (0, 0), bad[:1]
+
+
+def test_uncased_tables_sanity():
+    """Spot checks of the generated tables (the crate's Unicode data, not Python's)."""
+    import unicodedata
+
+    assert unicode_tables.DECOMPOSITION[0x0419] == (0x0418, 0x0306)  # Й
+    assert unicode_tables.DECOMPOSITION[0x0401] == (0x0415, 0x0308)  # Ё
+    assert unicode_tables.LOWERCASE_SPECIAL == {0x0130: (0x0069, 0x0307)}  # İ
+    for cp, d in unicode_tables.DECOMPOSITION.items():
+        assert unicodedata.normalize("NFD", chr(cp)) == "".join(map(chr, d))
+    # U+1734 HANUNOO SIGN PAMUDPOD is Mn in the crate's (older) data, Mc in Python's.
+    assert [cp for a, b in unicode_tables.NONSPACING_MARKS for cp in range(a, b + 1)
+            if unicodedata.category(chr(cp)) != "Mn"] == [0x1734]
+
+
+def test_uncased_in_tf_function_and_savedmodel(tok_uncased, ruslit, tmp_path):
+    texts = ruslit[:20] + UNCASED_HARD_CASES
+    ref = tok_uncased(texts, max_length=64, return_offsets=True)
+
+    @tf.function
+    def encode(t):
+        return tok_uncased(t, max_length=64, return_offsets=True)
+
+    class Exporter(tf.Module):
+        def __init__(self, tokenizer):
+            super().__init__()
+            self.tokenizer = tokenizer
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, texts):
+            return self.tokenizer(texts, max_length=64, return_offsets=True)
+
+    tf.saved_model.save(Exporter(tok_uncased), str(tmp_path / "tok"))
+    loaded = tf.saved_model.load(str(tmp_path / "tok"))
+    for got in (encode(tf.constant(texts)), loaded.serve(tf.constant(texts))):
+        for key in ref:
+            np.testing.assert_array_equal(got[key].numpy(), ref[key].numpy())
+
+
+SMALL_VOCAB_SIZE = 3000  # loading tests only check settings: a small vocab builds fast
+
+
+def _model_dir(tmp_path, name, config=None, tokenizer_json_lowercase=None,
+               vocab_size=SMALL_VOCAB_SIZE):
+    """A directory of rubert-tiny2's tokenizer files (vocab cut to `vocab_size`): vocab.txt,
+    config.json, optional tokenizer_config.json and tokenizer.json (normalizer lowercase
+    set to `tokenizer_json_lowercase`)."""
+    directory = tmp_path / name
+    directory.mkdir()
+    with open(os.path.join(MODEL_DIR, "vocab.txt"), encoding="utf-8") as f:
+        vocab = f.read().split("\n")[:-1][:vocab_size]
+    (directory / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
+    shutil.copy(os.path.join(MODEL_DIR, "config.json"), directory)
+    if config is not None:
+        (directory / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    if tokenizer_json_lowercase is not None:
+        with open(os.path.join(MODEL_DIR, "tokenizer.json"), encoding="utf-8") as f:
+            data = json.load(f)
+        data["normalizer"]["lowercase"] = tokenizer_json_lowercase
+        data["model"]["vocab"] = {t: i for i, t in enumerate(vocab)}
+        with open(directory / "tokenizer.json", "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False)
+    return directory
+
+
+def _hf_normalizer(directory, auto=False):
+    """(lowercase, strip_accents) of the normalizer transformers builds for `directory`."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    cls = AutoTokenizer if auto else BertTokenizerFast
+    state = json.loads(cls.from_pretrained(str(directory)).backend_tokenizer.normalizer
+                       .__getstate__())
+    assert state["type"] == "BertNormalizer"
+    return state["lowercase"], state["strip_accents"]
+
+
+def test_vocab_only_directory_loads_uncased_like_hf(tmp_path, tok_uncased, ruslit):
+    """ai-forever/ruBert-base / ruBert-large ship only vocab.txt (+ config.json): HF defaults
+    to do_lower_case=True, which also strips accents."""
+    from transformers import BertTokenizerFast
+
+    directory = _model_dir(tmp_path, "vocab_only", vocab_size=None)
+    ours = RuBertTokenizer.from_pretrained(directory)
+    assert (ours.lowercase, ours.strip_accents) == (True, None)
+    texts = ruslit[:200] + HARD_CASES + UNCASED_HARD_CASES
+    expected = BertTokenizerFast.from_pretrained(str(directory))(
+        texts, add_special_tokens=False, return_offsets_mapping=True)
+    ids, starts, ends = ours.tokenize_with_offsets(texts)
+    assert ids.to_list() == expected["input_ids"]
+    assert [list(zip(s, e)) for s, e in zip(starts.to_list(), ends.to_list())] == [
+        [tuple(o) for o in row] for row in expected["offset_mapping"]]
+
+
+def test_do_lower_case_false_stays_cased(tok, tmp_path):
+    directory = _model_dir(tmp_path, "cased", config={"do_lower_case": False})
+    ours = RuBertTokenizer.from_pretrained(directory)
+    assert (ours.lowercase, ours.strip_accents) == (False, None) == _hf_normalizer(directory)
+    # The shared rubert-tiny2 directory (the `tok` of all cased parity tests above) has
+    # do_lower_case false too.
+    assert (tok.lowercase, tok.strip_accents) == (False, None)
+    assert [tok.id_to_token(i) for i in tok.tokenize("Ёлка ЙОД").to_list()[0]] == [
+        "Ё", "##лка", "Й", "##О", "##Д"]
+
+
+@pytest.mark.parametrize("config,tokenizer_json_lowercase,expected,warns", [
+    ({"do_lower_case": True}, None, (True, None), False),  # sbert_large_nlu_ru
+    ({"do_lower_case": True, "strip_accents": False}, None, (True, False), False),
+    ({"do_lower_case": False, "strip_accents": True}, None, (False, True), False),
+    ({}, None, (True, None), False),
+    # transformers' BertTokenizerFast rebuilds the normalizer from tokenizer_config.json (or
+    # its do_lower_case=True default) and ignores tokenizer.json's: so do we, with a warning.
+    (None, False, (True, None), True),
+    ({"do_lower_case": False}, True, (False, None), True),
+    ({"do_lower_case": False}, False, (False, None), False),
+    ({"tokenizer_class": "BertTokenizerFast"}, False, (True, None), True),
+])
+def test_normalizer_settings_follow_transformers(tmp_path, config, tokenizer_json_lowercase,
+                                                 expected, warns):
+    directory = _model_dir(tmp_path, "model", config=config,
+                           tokenizer_json_lowercase=tokenizer_json_lowercase)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = RuBertTokenizer.from_pretrained(directory)
+    assert any("ignores it" in str(w.message) for w in caught) == warns
+    assert (ours.lowercase, ours.strip_accents) == expected == _hf_normalizer(directory)
+
+
+def test_generic_fast_tokenizer_config_uses_tokenizer_json(tmp_path):
+    """tokenizer_class PreTrainedTokenizerFast: AutoTokenizer takes tokenizer.json as is."""
+    directory = _model_dir(tmp_path, "generic", tokenizer_json_lowercase=False,
+                           config={"tokenizer_class": "PreTrainedTokenizerFast",
+                                   "do_lower_case": True})
+    ours = RuBertTokenizer.from_pretrained(directory)
+    assert (ours.lowercase, ours.strip_accents) == (False, None)
+    assert _hf_normalizer(directory, auto=True) == (False, None)
+    # Explicit arguments win over the files.
+    assert RuBertTokenizer.from_pretrained(directory, lowercase=True).lowercase is True
+
+
+def test_uncased_save_pretrained_round_trip_and_hf_loads_it(tok, tmp_path):
+    small = tok.vocabulary[:SMALL_VOCAB_SIZE]
+    for lowercase, strip_accents in UNCASED_MODES:
+        directory = tmp_path / f"saved_{lowercase}_{strip_accents}"
+        RuBertTokenizer(small, lowercase=lowercase, strip_accents=strip_accents
+                        ).save_pretrained(directory)
+        with open(directory / "tokenizer_config.json", encoding="utf-8") as f:
+            config = json.load(f)
+        assert (config["do_lower_case"], config["strip_accents"]) == (lowercase, strip_accents)
+        again = RuBertTokenizer.from_pretrained(directory)
+        assert (again.lowercase, again.strip_accents) == (lowercase, strip_accents) \
+            == _hf_normalizer(directory)
+
+
 def test_clear_errors(tok, tmp_path):
     with pytest.raises(TypeError, match="texts"):
         tok(123)
@@ -379,11 +721,16 @@ def test_clear_errors(tok, tmp_path):
         RuBertTokenizer.from_pretrained(str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="vocab.txt"):
         RuBertTokenizer.from_pretrained(tmp_path)
-    lower = tmp_path / "lower"
-    lower.mkdir()
-    (lower / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", encoding="utf-8")
-    (lower / "tokenizer_config.json").write_text('{"do_lower_case": true}', encoding="utf-8")
+    no_cjk = tmp_path / "no_cjk"
+    no_cjk.mkdir()
+    (no_cjk / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", encoding="utf-8")
+    (no_cjk / "tokenizer_config.json").write_text('{"tokenize_chinese_chars": false}',
+                                                  encoding="utf-8")
     with pytest.raises(NotImplementedError, match="tokenizer_config.json"):
-        RuBertTokenizer.from_pretrained(lower)
+        RuBertTokenizer.from_pretrained(no_cjk)
+    with pytest.raises(TypeError, match="lowercase"):
+        RuBertTokenizer(tok.vocabulary, lowercase="yes")
+    with pytest.raises(TypeError, match="strip_accents"):
+        RuBertTokenizer(tok.vocabulary, strip_accents=1)
     with pytest.raises(TypeError, match="ids"):
         tok.detokenize(tf.constant([[0.5]]))
