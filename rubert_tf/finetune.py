@@ -5,7 +5,9 @@ default recipe (AdamW + warmup/decay + clipping, optional mixed precision), eval
                        eval="dev.csv", out="models/sentiment", options={"text_column": "sentence"})
 """
 
+import importlib.util
 import json
+import logging
 import math
 import os
 import time
@@ -14,6 +16,8 @@ import keras
 
 from rubert_tf.tasks import get_task
 from rubert_tf.training import create_optimizer
+
+logger = logging.getLogger(__name__)
 
 MIXED_PRECISION = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16",
                    "mixed_float16": "mixed_float16"}
@@ -44,13 +48,22 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
         steps_per_epoch = max(1, math.ceil(_count(train_data)))
         if max_steps:
             steps_per_epoch = min(steps_per_epoch, max_steps)
-            train_data = train_data.repeat()
+        # Endless data, fixed epoch length: with length bucketing the number of batches changes from
+        # epoch to epoch (Keras then warns "ran out of data"), and one iterator serves every epoch.
+        train_data = train_data.repeat()
         total_steps = steps_per_epoch * epochs
+        # No XLA: batches are padded to their own length, and XLA (Keras 3's jit_compile="auto") would
+        # compile the train step again for every new width, ~10x slower than plain graph mode on CPU.
         network.compile(optimizer=create_optimizer(learning_rate, total_steps, warmup_ratio, weight_decay),
-                        loss=task.loss(network))
-        callbacks = [keras.callbacks.TensorBoard(log_dir or os.path.join(out, "logs"), update_freq=max(1, total_steps // 50))]
+                        loss=task.loss(network), jit_compile=False)
+        callbacks = []
+        if importlib.util.find_spec("tensorboard") is not None:  # Keras' TensorBoard callback needs the package
+            callbacks.append(keras.callbacks.TensorBoard(log_dir or os.path.join(out, "logs"),
+                                                         update_freq=max(1, total_steps // 50)))
+        elif log_dir:
+            logger.warning("tensorboard is not installed: no TensorBoard logs are written to %s", log_dir)
         started = time.time()
-        history = network.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch if max_steps else None,
+        history = network.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
                               callbacks=callbacks, verbose=verbose)
         metrics = {"train_loss_first_epoch": float(history.history["loss"][0]),
                    "train_loss_last_epoch": float(history.history["loss"][-1]),

@@ -17,8 +17,12 @@ def unbatch_first(features):
     return {key: value[0, :length] for key, value in features.items()}
 
 
-def pad_to_multiple(features, labels=None, multiple=8, label_pad_value=-100):
-    """Pad the time axis of [B, T] features (and [B, T] labels) up to a multiple of `multiple`."""
+def pad_to_multiple(features, labels=None, multiple=8, label_pad_value=-100, sequence_labels=None):
+    """Pad the time axis of [B, T] features (and [B, T] labels) up to a multiple of `multiple`.
+
+    `sequence_labels`: a structure like `labels` of bools, True for labels with a time axis; by
+    default every rank-2 label is one. Fixed-width labels (multi-hot [B, num_labels]) stay as they are.
+    """
     width = tf.shape(features["token_ids"])[1]
     target = (width + multiple - 1) // multiple * multiple
 
@@ -29,8 +33,10 @@ def pad_to_multiple(features, labels=None, multiple=8, label_pad_value=-100):
     features = {key: pad(value, 0) if len(value.shape) >= 2 else value for key, value in features.items()}
     if labels is None:
         return features
+    if sequence_labels is None:
+        sequence_labels = tf.nest.map_structure(lambda label: len(label.shape) == 2, labels)
     labels = tf.nest.map_structure(
-        lambda label: pad(label, label_pad_value) if len(label.shape) == 2 else label, labels)
+        lambda label, is_sequence: pad(label, label_pad_value) if is_sequence else label, labels, sequence_labels)
     return features, labels
 
 
@@ -56,6 +62,9 @@ def batch_examples(dataset, batch_size, shuffle=False, seed=None, cache=True, bu
         {key: tf.constant(0, s.dtype) for key, s in spec[0].items()},
         tf.nest.map_structure(lambda s: tf.constant(label_pad_value, s.dtype), spec[1]),
     )
+    # Labels with an unknown length (NER tags [L]) follow the tokens; fixed-size ones (class ids,
+    # multi-hot [num_labels]) are never padded to the batch's width.
+    sequence_labels = tf.nest.map_structure(lambda s: s.shape.rank == 1 and s.shape[0] is None, spec[1])
     if bucket_boundaries:
         dataset = dataset.bucket_by_sequence_length(
             length, bucket_boundaries=list(bucket_boundaries),
@@ -64,6 +73,6 @@ def batch_examples(dataset, batch_size, shuffle=False, seed=None, cache=True, bu
     else:
         dataset = dataset.padded_batch(batch_size, padding_values=padding_values, drop_remainder=drop_remainder)
     dataset = dataset.map(
-        lambda features, labels: pad_to_multiple(features, labels, multiple, label_pad_value),
+        lambda features, labels: pad_to_multiple(features, labels, multiple, label_pad_value, sequence_labels),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -29,7 +30,12 @@ def _read_lines(path):
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not valid UTF-8 (byte offset {error.start})") from None
-    return text.splitlines()
+    # Lines end at "\n" only (as `wc -l` and editors count): str.splitlines would also split inside
+    # text at U+2028, U+0085, \x1c..., which JSON strings and news text may hold.
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def read_table(path, columns):
@@ -37,8 +43,11 @@ def read_table(path, columns):
 
     `columns` maps our names to the file's column names, e.g. {"text": "sentence", "label": "acceptable"};
     a value of None skips that field. The delimiter is a tab when the header line has one (RuSentNE's
-    `.csv` is tab-separated), else a comma.
+    `.csv` is tab-separated), else a comma. A `tfds:NAME[/CONFIG][:SPLIT]` path reads a TFDS dataset
+    instead (see `read_tfds_table`).
     """
+    if path.startswith("tfds:"):
+        return read_tfds_table(path, columns)
     columns = {ours: theirs for ours, theirs in columns.items() if theirs is not None}
     lines = _read_lines(path)
     if not lines:
@@ -52,14 +61,27 @@ def read_table(path, columns):
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object per line, got {type(record).__name__}")
             rows.append(_pick(record, columns, path, number))
         return rows
     delimiter = "\t" if "\t" in lines[0] else ","
     # Tabs: no quoting (TSV fields hold bare quotes, e.g. «...» and "..." in RuSentNE sentences).
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(lines, delimiter=delimiter, quoting=quoting)
-    header = next(reader)
-    for number, values in enumerate(reader, start=2):
+    # Lines keep their "\n" so a quoted CSV field may span lines; a row's number is its first line.
+    # strict: a stray or unclosed quote is an error, not a field that swallows the following lines.
+    reader = csv.reader((line + "\n" for line in lines), delimiter=delimiter, quoting=quoting, strict=True)
+    while True:
+        number = reader.line_num + 1
+        try:
+            values = next(reader, None)
+        except csv.Error as error:
+            raise DataError(f"{path}:{number}: malformed CSV row ({error}; is a quote left open?)") from None
+        if values is None:
+            break
+        if number == 1:
+            header = values
+            continue
         if not any(value.strip() for value in values):
             continue
         if len(values) != len(header):
@@ -156,12 +178,81 @@ def read_squad(path):
     return examples
 
 
-def load_tfds(spec, split="train"):
-    """`tfds:NAME[/CONFIG]` -> a tf.data.Dataset of feature dicts, through tensorflow_datasets.load."""
-    if not spec.startswith("tfds:"):
-        raise ValueError(f"expected 'tfds:NAME', got {spec!r}")
+def parse_tfds_spec(spec, split="train"):
+    """`tfds:NAME[/CONFIG][:SPLIT]` -> (NAME[/CONFIG], SPLIT); SPLIT defaults to `split`.
+
+    SPLIT is anything tfds accepts, e.g. `validation` or `train[:10%]`.
+    """
+    if not isinstance(spec, str) or not spec.startswith("tfds:"):
+        raise ValueError(f"expected 'tfds:NAME[/CONFIG][:SPLIT]', got {spec!r}")
+    name, _, spec_split = spec[len("tfds:"):].partition(":")
+    if not name:
+        raise ValueError(f"{spec!r}: no dataset name after 'tfds:'")
+    return name, spec_split or split
+
+
+def load_tfds(spec, split="train", with_info=False):
+    """`tfds:NAME[/CONFIG][:SPLIT]` -> a tf.data.Dataset of feature dicts, through tensorflow_datasets.load
+    (data from `$TFDS_DATA_DIR`, else tfds' default folder). With `with_info`, (dataset, DatasetInfo)."""
     import tensorflow_datasets as tfds
 
-    name = spec[len("tfds:"):]
+    name, split = parse_tfds_spec(spec, split)
     data_dir = os.environ.get("TFDS_DATA_DIR")
-    return tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    return tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False, with_info=with_info)
+
+
+def read_tfds_table(spec, columns, split="train", class_names=True):
+    """Rows of a TFDS text dataset as dicts {our_name: value, "_line": n}, like `read_table`.
+
+    `spec` is `tfds:NAME[/CONFIG][:SPLIT]` (e.g. `tfds:glue/sst2:validation`,
+    `tfds:ted_hrlr_translate/ru_to_en`); `columns` maps our names to feature names (nested features
+    as "outer/inner"); None skips a field. Byte strings are decoded as UTF-8 and scalars become
+    Python values; with `class_names`, a ClassLabel feature gives its name ("pos"), not its id.
+    "_line" is the 1-based example number in the split, so errors read `tfds:NAME:SPLIT:n: ...`.
+    """
+    import tensorflow_datasets as tfds
+
+    name, split = parse_tfds_spec(spec, split)
+    source = f"tfds:{name}:{split}"
+    columns = {ours: theirs for ours, theirs in columns.items() if theirs is not None}
+    dataset, info = load_tfds(spec, split, with_info=True)
+    features = _flatten(info.features) if info is not None else {}
+    names = {key: feature.names for key, feature in features.items()
+             if class_names and isinstance(feature, tfds.features.ClassLabel) and feature.names}
+    rows = []
+    for number, example in enumerate(tfds.as_numpy(dataset), start=1):
+        record = {key: _python_value(value, names.get(key), source, number, key)
+                  for key, value in _flatten(example).items()}
+        rows.append(_pick(record, columns, source, number))
+    if not rows:
+        raise DataError(f"{source}: no examples")
+    return rows
+
+
+def _flatten(mapping, prefix=""):
+    """Nested dicts (tfds FeaturesDict or examples) -> {"outer/inner": leaf}."""
+    flat = {}
+    for key, value in mapping.items():
+        if hasattr(value, "items") and not hasattr(value, "names"):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _python_value(value, class_names, source, number, key):
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(f"{source}:{number}: feature {key!r} is not valid UTF-8 "
+                            f"(byte offset {error.start})") from None
+    if isinstance(value, np.ndarray) and value.dtype.kind in ("O", "S"):
+        return [_python_value(item, None, source, number, key) for item in value.tolist()]
+    if class_names is not None and isinstance(value, int) and 0 <= value < len(class_names):
+        return class_names[value]
+    return value

@@ -1,10 +1,14 @@
 """RuBertClassifier: BertForSequenceClassification in Keras (multi-class, multi-label, sentence pairs)."""
 
+import logging
+
 import keras
 import numpy as np
 
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
 from rubert_tf.models.task import TaskModel, config_with_labels, head_dropout_rate, labels_from_config
+
+logger = logging.getLogger(__name__)
 
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
@@ -18,7 +22,7 @@ class RuBertClassifier(TaskModel):
 
     hf_architecture = "BertForSequenceClassification"
 
-    def __init__(self, config, num_labels=None, labels=None, multi_label=False, **kwargs):
+    def __init__(self, config, num_labels=None, labels=None, multi_label=False, load_head=True, **kwargs):
         config = as_config(config)
         labels = labels if labels is not None else labels_from_config(config)
         if num_labels is None:
@@ -45,8 +49,40 @@ class RuBertClassifier(TaskModel):
         self._finish(config, encoder, {"num_labels": num_labels, "labels": labels, "multi_label": multi_label})
         self.labels = labels
         self.multi_label = multi_label
+        self._load_head = load_head  # False only while from_pretrained skips a checkpoint head of other labels
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, tokenizer=True, **kwargs):
+        """Warm start from any checkpoint; its `classifier` head is loaded when it has one for the
+        same label set. Asked for other labels (or another num_labels) than the checkpoint's
+        config names, the head starts fresh (logged) instead of failing on its shape; the same
+        labels in another order keep the checkpoint's order, so each head row keeps its meaning."""
+        from rubert_tf.checkpoints.hub import resolve_model_dir
+        from rubert_tf.config import RuBertConfig
+
+        directory = resolve_model_dir(name_or_path)
+        saved = labels_from_config(RuBertConfig.from_pretrained(directory))
+        wanted, num_labels = kwargs.get("labels"), kwargs.get("num_labels")
+        if saved is not None and wanted is not None:
+            wanted = [str(label) for label in wanted]
+            if sorted(wanted) == sorted(saved):
+                kwargs["labels"] = saved
+            else:
+                logger.warning("%s: checkpoint labels %s differ from the requested %s; the classifier head "
+                               "starts from random weights", directory, saved, wanted)
+                kwargs["load_head"] = False
+        elif saved is not None and num_labels is not None and num_labels != len(saved):
+            logger.warning("%s: checkpoint has %d labels %s but num_labels=%d was requested; the classifier "
+                           "head starts from random weights", directory, len(saved), saved, num_labels)
+            kwargs["labels"] = [f"LABEL_{i}" for i in range(num_labels)]
+            kwargs["load_head"] = False
+        model = super().from_pretrained(directory, tokenizer=tokenizer, **kwargs)
+        model._load_head = True  # from now on the head is part of the model's checkpoint again
+        return model
 
     def hf_head_weights(self):
+        if not self._load_head:
+            return {}
         head = self.get_layer("classifier")
         return {"classifier.weight": (head.kernel, True), "classifier.bias": (head.bias, False)}
 

@@ -1,6 +1,7 @@
 """RuBertForMaskedLM: the encoder plus BERT's MLM head, decoder tied to the word embeddings."""
 
 import keras
+from keras import ops
 
 from rubert_tf.layers import get_activation
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
@@ -60,15 +61,35 @@ class LogitsBias(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
-class RuBertForMaskedLM(keras.Model):
-    """Inputs as RuBertEncoder; output `logits` [B, T, vocab_size] (float32)."""
+class GatherPositions(keras.layers.Layer):
+    """([B, T, H], positions [B, P] int) -> [B, P, H]: the hidden states at the given positions."""
 
-    def __init__(self, config, **kwargs):
+    def call(self, sequence, positions):
+        return ops.take_along_axis(sequence, ops.expand_dims(ops.cast(positions, "int32"), -1), axis=1)
+
+    def compute_output_shape(self, sequence_shape, positions_shape):
+        return (sequence_shape[0], positions_shape[1], sequence_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="rubert_tf")
+class RuBertForMaskedLM(keras.Model):
+    """Inputs as RuBertEncoder; output `logits` [B, T, vocab_size] (float32).
+
+    With `with_mask_positions=True` the model takes a fourth input, `mask_positions` [B, P] (int32
+    positions of the tokens to predict), and computes `logits` [B, P, vocab_size] at those positions
+    only: pretraining predicts ~15% of the tokens, so this skips most of the vocabulary projection.
+    The weights (and `hf_weight_map`) are the same either way.
+    """
+
+    def __init__(self, config, with_mask_positions=False, **kwargs):
         config = as_config(config)
         dtype = kwargs.pop("dtype", None)
         encoder = RuBertEncoder(config, include_pooler=False, name="encoder", dtype=dtype)
         inputs = encoder_inputs()
         sequence = encoder(inputs)["sequence_output"]
+        if with_mask_positions:
+            inputs = {**inputs, "mask_positions": keras.Input(shape=(None,), dtype="int32", name="mask_positions")}
+            sequence = GatherPositions(name="gather_mask_positions", dtype=dtype)(sequence, inputs["mask_positions"])
         hidden = MaskedLMTransform(
             activation=config.hidden_act, layer_norm_epsilon=config.layer_norm_eps,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=config.initializer_range),
@@ -78,9 +99,11 @@ class RuBertForMaskedLM(keras.Model):
         super().__init__(inputs=inputs, outputs={"logits": logits}, **kwargs)
         self.config = config
         self.encoder = encoder
+        self.with_mask_positions = bool(with_mask_positions)
 
     def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name, "trainable": self.trainable}
+        return {"config": self.config.to_dict(), "with_mask_positions": self.with_mask_positions, "name": self.name,
+                "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config):

@@ -51,8 +51,11 @@ class RuBertQuestionAnswerer(TaskModel):
                 "end_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
 
     def answer(self, questions, contexts, max_length=384, stride=128, max_answer_length=30, batch_size=16,
-               allow_no_answer=False, no_answer_threshold=0.0):
-        """Raw strings -> [{"answer", "start", "end", "score"}] (character offsets into the context)."""
+               allow_no_answer=False, no_answer_threshold=0.0, max_question_length=64):
+        """Raw strings -> [{"answer", "start", "end", "score", "null_score"}] (character offsets into the
+        context; "" and None offsets when there is no answer). See rubert_tf.data.qa."""
+        import numpy as np
+
         from rubert_tf.data.qa import decode_answers, encode_qa_windows
 
         tokenizer = self._require_tokenizer()
@@ -61,13 +64,17 @@ class RuBertQuestionAnswerer(TaskModel):
         contexts = [contexts] if isinstance(contexts, str) else list(contexts)
         if len(questions) != len(contexts):
             raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
-        windows = encode_qa_windows(tokenizer, questions, contexts, max_length=max_length, stride=stride)
+        windows = encode_qa_windows(tokenizer, questions, contexts, max_length=max_length, stride=stride,
+                                    max_question_length=max_question_length)
         start_logits, end_logits = [], []
         for begin in range(0, len(windows["example_index"]), batch_size):
-            batch = {key: windows[key][begin:begin + batch_size] for key in ("token_ids", "segment_ids", "padding_mask")}
+            mask = windows["padding_mask"][begin:begin + batch_size]
+            width = -(-int(mask.sum(axis=1).max()) // 8) * 8  # this batch's longest window, multiple of 8
+            batch = {key: windows[key][begin:begin + batch_size, :width]
+                     for key in ("token_ids", "segment_ids", "padding_mask")}
             outputs = self(batch, training=False)
-            start_logits.extend(keras.ops.convert_to_numpy(outputs["start_logits"]))
-            end_logits.extend(keras.ops.convert_to_numpy(outputs["end_logits"]))
+            start_logits.extend(np.asarray(keras.ops.convert_to_numpy(outputs["start_logits"])))
+            end_logits.extend(np.asarray(keras.ops.convert_to_numpy(outputs["end_logits"])))
         answers = decode_answers(windows, start_logits, end_logits, contexts, max_answer_length=max_answer_length,
                                  allow_no_answer=allow_no_answer, no_answer_threshold=no_answer_threshold)
         return answers[0] if single else answers

@@ -1,5 +1,7 @@
 """RuBertSentenceEncoder: sentence embeddings by mean or [CLS] pooling, L2-normalised."""
 
+import copy
+
 import keras
 import numpy as np
 from keras import ops
@@ -46,20 +48,32 @@ class SentencePooling(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class RuBertSentenceEncoder(TaskModel):
-    """Inputs as RuBertEncoder; output `embedding` [B, H] (float32, unit length when normalize=True)."""
+    """Inputs as RuBertEncoder; output `embedding` [B, H] (float32, unit length when normalize=True).
+
+    `pooling` ("mean" or "cls") and `normalize` default to what the checkpoint's config.json says
+    (keys "pooling" and "normalize", written by `save_pretrained`), else mean pooling + normalisation.
+    """
 
     hf_architecture = "BertModel"
 
-    def __init__(self, config, pooling="mean", normalize=True, **kwargs):
-        config = as_config(config)
+    def __init__(self, config, pooling=None, normalize=None, **kwargs):
+        config = copy.deepcopy(as_config(config))
+        pooling = pooling or config.extra.get("pooling", "mean")
+        normalize = bool(config.extra.get("normalize", True) if normalize is None else normalize)
+        # Kept in the config so save_pretrained / from_pretrained keep the choice.
+        config.extra.update(pooling=pooling, normalize=normalize)
         dtype = kwargs.pop("dtype", None)
         encoder = RuBertEncoder(config, name="encoder", dtype=dtype)
+        # The tanh pooler is kept (a BertModel checkpoint has it, and save_pretrained writes it back)
+        # but no embedding uses it: frozen, so training neither warns about nor keeps slots for it.
+        encoder.get_layer("pooler_dense").trainable = False
         inputs = encoder_inputs()
         sequence = encoder(inputs)["sequence_output"]
         embedding = SentencePooling(pooling, normalize, name="pooling")(sequence, inputs["padding_mask"])
         super().__init__(inputs=inputs, outputs={"embedding": embedding}, **kwargs)
         self._finish(config, encoder, {"pooling": pooling, "normalize": normalize})
         self.pooling = pooling
+        self.normalize = normalize
 
     def hf_weight_map(self, prefix=""):
         # Saved and loaded as a plain BertModel (no `bert.` prefix), as sentence-transformers does.

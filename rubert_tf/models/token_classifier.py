@@ -1,11 +1,15 @@
 """RuBertTokenClassifier: BertForTokenClassification in Keras, for BIO/IOB2 named-entity tagging."""
 
+import logging
+
 import keras
 import numpy as np
 
 from rubert_tf.metrics.ner import get_entities
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
 from rubert_tf.models.task import TaskModel, config_with_labels, head_dropout_rate, labels_from_config
+
+logger = logging.getLogger(__name__)
 
 # Label id of sub-tokens that carry no label (continuation pieces, [CLS], [SEP], padding), as in HF.
 IGNORE_INDEX = -100
@@ -21,7 +25,7 @@ class RuBertTokenClassifier(TaskModel):
 
     hf_architecture = "BertForTokenClassification"
 
-    def __init__(self, config, labels=None, **kwargs):
+    def __init__(self, config, labels=None, load_head=True, **kwargs):
         config = as_config(config)
         labels = labels if labels is not None else labels_from_config(config)
         if not labels:
@@ -41,8 +45,35 @@ class RuBertTokenClassifier(TaskModel):
         super().__init__(inputs=inputs, outputs={"logits": logits}, **kwargs)
         self._finish(config, encoder, {"labels": labels})
         self.labels = labels
+        self._load_head = load_head  # False only while from_pretrained skips a checkpoint head of other labels
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, tokenizer=True, **kwargs):
+        """Warm start from any checkpoint; its `classifier` head (BertForTokenClassification) is loaded
+        when it is for the same tag set. The same tags in another order keep the checkpoint's order, so
+        each head row keeps its meaning; other tags start a fresh head (logged) instead of failing on
+        its shape or, worse, loading rows under the wrong names."""
+        from rubert_tf.checkpoints.hub import resolve_model_dir
+        from rubert_tf.config import RuBertConfig
+
+        directory = resolve_model_dir(name_or_path)
+        saved = labels_from_config(RuBertConfig.from_pretrained(directory))
+        wanted = kwargs.get("labels")
+        if saved is not None and wanted is not None:
+            wanted = [str(label) for label in wanted]
+            if sorted(wanted) == sorted(saved):
+                kwargs["labels"] = saved
+            else:
+                logger.warning("%s: checkpoint labels %s differ from the requested %s; the classifier head "
+                               "starts from random weights", directory, saved, wanted)
+                kwargs["load_head"] = False
+        model = super().from_pretrained(directory, tokenizer=tokenizer, **kwargs)
+        model._load_head = True  # from now on the head is part of the model's checkpoint again
+        return model
 
     def hf_head_weights(self):
+        if not self._load_head:
+            return {}
         head = self.get_layer("classifier")
         return {"classifier.weight": (head.kernel, True), "classifier.bias": (head.bias, False)}
 
