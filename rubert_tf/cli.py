@@ -137,14 +137,23 @@ def _read_inputs(args):
     return inputs
 
 
-def _task_options(args, task):
-    """Parse the task's own flags (declared by `task.add_arguments`) from what the main parser left."""
+def _task_options(args, task, texts=False):
+    """Parse the task's own flags (declared by `task.add_arguments`) from what the main parser left.
+
+    With `texts`, positional words left over are input texts too: argparse binds the `texts`
+    positional right after the task name, so in `predict ner --model DIR "text"` the text lands here.
+    """
     parser = argparse.ArgumentParser(prog=f"rubert-tf {args.command} {args.task}", add_help=False)
     task.add_arguments(parser)
+    if texts:
+        parser.add_argument("_texts", nargs="*")
     options, unknown = parser.parse_known_args(args.task_arguments)
     if unknown:
         raise ValueError(f"unknown option(s) for task {args.task!r}: {' '.join(unknown)}")
-    return vars(options)
+    options = vars(options)
+    if texts:
+        args.texts = list(args.texts or []) + options.pop("_texts")
+    return options
 
 
 def command_finetune(args):
@@ -175,8 +184,10 @@ def command_predict(args):
     from rubert_tf.tasks import get_task
 
     task = get_task(args.task)
+    _task_options(args, task, texts=True)
+    inputs = _read_inputs(args)
     model = task.model_class.from_pretrained(args.model)
-    for result in task.predict(model, _read_inputs(args), args.max_length, args.batch_size):
+    for result in task.predict(model, inputs, args.max_length, args.batch_size):
         _print(json.dumps(result, ensure_ascii=False))
     return 0
 
@@ -234,6 +245,105 @@ def command_saved_model_cli(args):
     return 0
 
 
+def command_prepare_corpus(args):
+    from rubert_tf.pretraining import prepare_corpus
+
+    try:
+        info = prepare_corpus(args.files, args.out, args.vocab or args.model, max_length=args.max_length,
+                              one_document_per_line=args.one_doc_per_line, packing=args.packing.replace("-", "_"),
+                              sequences_per_shard=args.sequences_per_shard, overwrite=args.overwrite,
+                              progress=not args.no_progress)
+    except FileExistsError as error:
+        print(f"rubert-tf prepare-corpus: error: {error}", file=sys.stderr)
+        return 2
+    for error in info["encoding_errors"][:20]:
+        print(f"rubert-tf prepare-corpus: warning: {error['message']}", file=sys.stderr)
+    if info["num_encoding_errors"] > 20:
+        print(f"rubert-tf prepare-corpus: warning: {info['num_encoding_errors']} lines with invalid UTF-8 in all "
+              f"(listed in {os.path.join(args.out, 'corpus.json')})", file=sys.stderr)
+    _print(json.dumps({key: info[key] for key in ("num_documents", "num_sequences", "num_tokens",
+                                                   "num_encoding_errors", "shards")}, ensure_ascii=False))
+    return 0
+
+
+def command_pretrain(args):
+    from rubert_tf.pretraining import pretrain
+
+    overrides = {"num_layers": args.num_layers, "hidden_size": args.hidden_size, "num_heads": args.num_heads,
+                 "intermediate_size": args.intermediate_size}
+    try:
+        metrics = pretrain(
+            train=args.train, eval=args.eval or None, out=args.out, model=args.model, config=args.config,
+            vocab=args.vocab, overrides=overrides, max_length=args.max_length, batch_size=args.batch_size,
+            steps=args.steps, learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio,
+            weight_decay=args.weight_decay, mask_rate=args.mask_rate, whole_word=args.whole_word_masking,
+            sentence_order=args.sentence_order, max_predictions=args.max_predictions, eval_steps=args.eval_steps,
+            checkpoint_every=args.checkpoint_every, backup_every=args.backup_every, strategy=args.strategy,
+            num_logical_cpus=args.num_logical_cpus, mixed_precision=args.mixed_precision, resume=args.resume,
+            seed=args.seed, log_dir=args.log_dir, verbose=0 if args.no_progress else 1)
+    except FileExistsError as error:  # an interrupted run's backup without --resume
+        print(f"rubert-tf pretrain: error: {error}", file=sys.stderr)
+        return 2
+    _print(json.dumps(metrics, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _add_pretraining_commands(commands):
+    corpus = commands.add_parser("prepare-corpus", help="tokenize text files into packed TFRecord shards for pretrain")
+    corpus.add_argument("files", nargs="+", help="text files or globs (quoted; any tf.io.gfile path, e.g. gs://)")
+    corpus.add_argument("--out", required=True, help="output directory (shards, vocab.txt, corpus.json)")
+    source = corpus.add_mutually_exclusive_group(required=True)
+    source.add_argument("--vocab", help="vocab.txt to tokenize with")
+    source.add_argument("--model", help="checkpoint directory whose tokenizer to use")
+    corpus.add_argument("--max-length", type=int, default=128, help="packed sequence length (default: 128)")
+    corpus.add_argument("--packing", choices=["documents", "segment-pairs", "segment_pairs"], default="documents",
+                        help="documents: fill sequences across documents; segment-pairs: [CLS] A [SEP] B [SEP] of one "
+                             "document, for --sentence-order")
+    corpus.add_argument("--one-doc-per-line", action="store_true",
+                        help="every line is a document (default: blank-line-separated blocks)")
+    corpus.add_argument("--sequences-per-shard", type=int, default=50_000)
+    corpus.add_argument("--overwrite", action="store_true", help="replace a corpus already prepared in --out")
+    corpus.add_argument("--no-progress", action="store_true")
+    corpus.set_defaults(handler=command_prepare_corpus)
+
+    pre = commands.add_parser("pretrain", help="masked-LM pretraining on prepare-corpus shards (model.fit)")
+    pre.add_argument("--train", nargs="+", required=True, help="prepare-corpus directories, shards or globs")
+    pre.add_argument("--eval", nargs="*", help="held-out prepare-corpus directories (loss/accuracy before and after)")
+    pre.add_argument("--out", required=True, help="output directory (HF layout + metrics.json + logs/)")
+    start = pre.add_mutually_exclusive_group(required=True)
+    start.add_argument("--model", help="checkpoint to continue (directory or hub id)")
+    start.add_argument("--config", help="architecture to start from: preset name, directory or config.json")
+    pre.add_argument("--vocab", help="vocab.txt for --config (default: the --train corpus' vocab.txt)")
+    pre.add_argument("--num-layers", type=int)
+    pre.add_argument("--hidden-size", type=int)
+    pre.add_argument("--num-heads", type=int)
+    pre.add_argument("--intermediate-size", type=int)
+    pre.add_argument("--max-length", type=int, help="default: the corpus' packing length")
+    pre.add_argument("--batch-size", type=int, default=32, help="global batch size (default: 32)")
+    pre.add_argument("--steps", type=int, default=10_000)
+    pre.add_argument("--learning-rate", type=float, default=1e-4)
+    pre.add_argument("--warmup-ratio", type=float, default=0.01)
+    pre.add_argument("--weight-decay", type=float, default=0.01)
+    pre.add_argument("--mask-rate", type=float, default=0.15)
+    pre.add_argument("--whole-word-masking", action="store_true")
+    pre.add_argument("--sentence-order", action="store_true",
+                     help="ALBERT's sentence-order prediction (needs --packing segment-pairs shards)")
+    pre.add_argument("--max-predictions", type=int, help="masked positions per sequence (default: 1.25 * rate * T)")
+    pre.add_argument("--eval-steps", type=int)
+    pre.add_argument("--checkpoint-every", type=int, default=1000,
+                     help="steps per Keras epoch: a kept checkpoint (OUT/checkpoints) and validation (default: 1000)")
+    pre.add_argument("--backup-every", type=int, default=100, help="steps between backups for --resume (default: 100)")
+    pre.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi_worker", "tpu"])
+    pre.add_argument("--num-logical-cpus", type=int, help="split the CPU into N replicas (mirrored, for testing)")
+    pre.add_argument("--mixed-precision", choices=["bf16", "fp16"])
+    pre.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run from its backup in --out (at the exact step)")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--log-dir", help="TensorBoard folder (default OUT/logs)")
+    pre.add_argument("--no-progress", action="store_true")
+    pre.set_defaults(handler=command_pretrain)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="rubert-tf", description="RuBERT for TensorFlow 2 / Keras 3")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -264,6 +374,7 @@ def build_parser():
     vocab.add_argument("--vocab-size", type=int, default=30000)
     vocab.add_argument("--out", required=True, help="vocab.txt to write")
     vocab.set_defaults(handler=command_train_vocab)
+    _add_pretraining_commands(commands)
 
     _add_task_commands(commands)
 
@@ -281,6 +392,11 @@ def build_parser():
     smcli = commands.add_parser("saved-model-cli", add_help=False,
                                 help="TF's saved_model_cli (show --all, run) able to load our exports")
     smcli.set_defaults(handler=command_saved_model_cli, accepts_task_arguments=True)
+
+    serve = commands.add_parser("serve", add_help=False, help="TF Serving-compatible REST + gRPC server for "
+                                "SavedModels (tensorflow_model_server flags; serve --help)")
+    serve.set_defaults(handler=lambda args: __import__("rubert_tf.serving").serving.main(args.task_arguments),
+                       accepts_task_arguments=True)
     return parser
 
 
