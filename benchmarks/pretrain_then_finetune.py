@@ -1,0 +1,167 @@
+"""Does MLM pretraining on ruslit help? Pretrain a rubert-tiny2-shaped model from scratch, fine-tune it on
+RuSentNE-2023 and RuCoLA, and compare with the same model fine-tuned from random init.
+
+    # the benchmark: a GPU job (on 2 CPU cores a pretraining step of batch 32 x 128 tokens takes ~6 s, most
+    # of it the 83,828-token output layer; --vocab-size 16000 makes it several times cheaper)
+    python benchmarks/pretrain_then_finetune.py --pretrain-steps 20000 --finetune-epochs 3
+    # a short run that checks the path works (about 12 minutes on 2 busy CPU cores)
+    python benchmarks/pretrain_then_finetune.py --pretrain-steps 60 --finetune-epochs 1 --finetune-max-steps 30 \
+        --eval-steps 20
+
+Not a test. Steps:
+1. ../shared/data/ruslit: every 20th document is held out, the rest is the pretraining corpus; both are
+   packed by `prepare_corpus` (T=128) with rubert-tiny2's real vocabulary (cased; `--vocab-size N` learns
+   a new WordPiece vocab on the training split instead).
+2. `pretrain(...)`: rubert-tiny2's architecture (3 layers, hidden 312) from random weights, dynamic
+   15% masking (whole-word with --whole-word-masking), AdamW + warmup/decay, for `--pretrain-steps`.
+   Prints the masked-LM loss and accuracy on the held-out documents before and after.
+3. `rubert_tf.finetune.finetune("classification", ...)` from (a) that checkpoint and (b) the same
+   architecture with the same random init and vocabulary, on
+   - RuSentNE-2023 (sentence + entity -> -1/0/1; its train_data.csv split 80/20 by row, seeded): macro-F1
+     over the three classes and the official macro-F1 over positive/negative;
+   - RuCoLA (in_domain_train -> in_domain_dev): MCC and accuracy.
+ruslit is literary prose and poetry; RuSentNE is news, so gains there come from Russian itself, not the domain.
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "..", "..", "shared", "data")
+
+
+def split_ruslit(directory, every=20):
+    """ruslit documents (blank-line-separated) -> train.txt and heldout.txt (every `every`-th document)."""
+    with open(os.path.join(DATA, "ruslit", "ruslit_train.txt"), encoding="utf-8") as f:
+        documents = [block.strip("\n") for block in f.read().split("\n\n") if block.strip()]
+    heldout = documents[every - 1::every]
+    train = [doc for i, doc in enumerate(documents) if (i + 1) % every]
+    paths = {}
+    for name, docs in (("train", train), ("heldout", heldout)):
+        paths[name] = os.path.join(directory, f"ruslit_{name}.txt")
+        with open(paths[name], "w", encoding="utf-8") as f:
+            f.write("\n\n".join(docs) + "\n")
+    print(f"ruslit: {len(train)} documents for pretraining, {len(heldout)} held out", flush=True)
+    return paths
+
+
+def split_rusentne(directory, seed=0, test_share=0.2):
+    with open(os.path.join(DATA, "rusentne2023", "train_data.csv"), encoding="utf-8") as f:
+        header, *rows = [line for line in f.read().split("\n") if line.strip()]
+    random.Random(seed).shuffle(rows)
+    cut = int(len(rows) * (1 - test_share))
+    paths = {}
+    for name, part in (("train", rows[:cut]), ("test", rows[cut:])):
+        paths[name] = os.path.join(directory, f"rusentne_{name}.tsv")
+        with open(paths[name], "w", encoding="utf-8") as f:
+            f.write("\n".join([header] + part) + "\n")
+    return paths
+
+
+TASKS = {
+    "RuSentNE-2023": {"options": {"text_column": "sentence", "text_pair_column": "entity", "label_column": "label"},
+                      "scores": ("macro_f1", "macro_f1_pos_neg", "accuracy")},
+    "RuCoLA": {"options": {"text_column": "sentence", "label_column": "acceptable"},
+               "scores": ("mcc", "accuracy", "macro_f1")},
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pretrain-steps", type=int, default=20_000)
+    parser.add_argument("--pretrain-batch-size", type=int, default=32)
+    parser.add_argument("--pretrain-learning-rate", type=float, default=5e-4)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--whole-word-masking", action="store_true")
+    parser.add_argument("--vocab-size", type=int, help="learn a new vocab of this size on ruslit (default: tiny2's)")
+    parser.add_argument("--eval-steps", type=int, default=40, help="held-out MLM batches to score")
+    parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--finetune-max-steps", type=int, help="cap on fine-tuning steps per epoch")
+    parser.add_argument("--finetune-batch-size", type=int, default=32)
+    parser.add_argument("--finetune-learning-rate", type=float, default=5e-5)
+    parser.add_argument("--mixed-precision", choices=["bf16", "fp16"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", help="working folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    import rubert_tf as rt
+    from rubert_tf.finetune import finetune
+    from rubert_tf.pretraining import prepare_corpus, pretrain
+
+    work = args.work or tempfile.mkdtemp(prefix="pretrain_then_finetune-")
+    os.makedirs(work, exist_ok=True)
+    started = time.time()
+    ruslit = split_ruslit(work)
+    if args.vocab_size:
+        vocab = os.path.join(work, "vocab.txt")
+        rt.train_vocab([ruslit["train"]], vocab_size=args.vocab_size, output_path=vocab)
+    else:
+        vocab = os.path.join(DATA, "rubert-tiny2", "vocab.txt")
+    tokenizer = rt.RuBertTokenizer(vocab)  # cased, as RuBERT
+    corpora = {name: os.path.join(work, f"shards_{name}") for name in ruslit}
+    for name, path in ruslit.items():
+        info = prepare_corpus(path, corpora[name], tokenizer, max_length=args.max_length, overwrite=True,
+                              progress=False)
+        print(f"{name}: {info['num_sequences']} sequences of {args.max_length} tokens ({info['num_tokens']} tokens)",
+              flush=True)
+
+    # (b) the random-init baseline: same architecture, vocab and initialisation seed.
+    config = rt.RuBertConfig.from_pretrained("cointegrated/rubert-tiny2")
+    config.vocab_size = tokenizer.vocab_size
+    keras.utils.set_random_seed(args.seed)
+    random_dir = os.path.join(work, "random-init")
+    rt.RuBertEncoder(config).save_pretrained(random_dir, tokenizer=tokenizer)
+
+    # (a) pretrained on ruslit from the same seed.
+    pretrained_dir = os.path.join(work, "pretrained")
+    mlm = pretrain(train=corpora["train"], eval=corpora["heldout"], out=pretrained_dir,
+                   config="cointegrated/rubert-tiny2", vocab=vocab, max_length=args.max_length,
+                   batch_size=args.pretrain_batch_size, steps=args.pretrain_steps,
+                   learning_rate=args.pretrain_learning_rate, warmup_ratio=0.05, whole_word=args.whole_word_masking,
+                   eval_steps=args.eval_steps, checkpoint_every=max(1, min(2000, args.pretrain_steps)),
+                   backup_every=200,
+                   mixed_precision=args.mixed_precision, seed=args.seed, verbose=2)
+    before, after = mlm["eval_before"], mlm["eval_after"]
+    print(f"held-out ruslit MLM: loss {before['mlm_loss']:.3f} -> {after['mlm_loss']:.3f}, accuracy "
+          f"{before['mlm_accuracy']:.4f} -> {after['mlm_accuracy']:.4f} after {mlm['steps']} steps "
+          f"({mlm['train_seconds']} s, {mlm['sequences_per_second']} sequences/s)", flush=True)
+
+    rusentne = split_rusentne(work, seed=args.seed)
+    data = {"RuSentNE-2023": (rusentne["train"], rusentne["test"]),
+            "RuCoLA": (os.path.join(DATA, "rucola", "in_domain_train.csv"),
+                       os.path.join(DATA, "rucola", "in_domain_dev.csv"))}
+    results = {"pretraining": mlm, "finetuning": {}}
+    for task, (train, test) in data.items():
+        for init, model in (("pretrained", pretrained_dir), ("random-init", random_dir)):
+            print(f"fine-tuning {task} from {init} ...", flush=True)
+            metrics = finetune("classification", model=model, train=train, eval=test,
+                               out=os.path.join(work, f"{task}-{init}"), options=TASKS[task]["options"],
+                               epochs=args.finetune_epochs, batch_size=args.finetune_batch_size,
+                               learning_rate=args.finetune_learning_rate, max_length=args.max_length,
+                               mixed_precision=args.mixed_precision, seed=args.seed,
+                               max_steps=args.finetune_max_steps, verbose=2)
+            results["finetuning"][f"{task} / {init}"] = metrics
+
+    with open(os.path.join(work, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2, ensure_ascii=False)
+    print(f"\nheld-out MLM accuracy: {before['mlm_accuracy']:.4f} (random init) -> {after['mlm_accuracy']:.4f} "
+          f"(after {mlm['steps']} steps); loss {before['mlm_loss']:.3f} -> {after['mlm_loss']:.3f}")
+    print(f"{'task / init':34} " + " ".join(f"{s:>16}" for s in ("macro_f1", "macro_f1_pos_neg", "mcc", "accuracy")))
+    for key, metrics in results["finetuning"].items():
+        print(f"{key:34} " + " ".join(
+            f"{metrics[s]:16.4f}" if s in metrics else f"{'-':>16}"
+            for s in ("macro_f1", "macro_f1_pos_neg", "mcc", "accuracy")))
+    print(f"total {time.time() - started:.0f} s; everything in {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
