@@ -20,13 +20,15 @@ def unbatch_first(features):
 def pad_to_multiple(features, labels=None, multiple=8, label_pad_value=-100, sequence_labels=None):
     """Pad the time axis of [B, T] features (and [B, T] labels) up to a multiple of `multiple`.
 
+    Each tensor is padded from its own width, so features of different lengths (a seq2seq model's
+    encoder and decoder inputs) each end on a multiple of `multiple`.
     `sequence_labels`: a structure like `labels` of bools, True for labels with a time axis; by
     default every rank-2 label is one. Fixed-width labels (multi-hot [B, num_labels]) stay as they are.
     """
-    width = tf.shape(features["token_ids"])[1]
-    target = (width + multiple - 1) // multiple * multiple
 
     def pad(tensor, value):
+        width = tf.shape(tensor)[1]
+        target = (width + multiple - 1) // multiple * multiple
         paddings = [[0, 0], [0, target - width]] + [[0, 0]] * (len(tensor.shape) - 2)
         return tf.pad(tensor, paddings, constant_values=value)
 
@@ -41,12 +43,13 @@ def pad_to_multiple(features, labels=None, multiple=8, label_pad_value=-100, seq
 
 
 def batch_examples(dataset, batch_size, shuffle=False, seed=None, cache=True, bucket_boundaries=None,
-                   multiple=8, label_pad_value=-100, drop_remainder=False):
+                   multiple=8, label_pad_value=-100, drop_remainder=False, length_fn=None):
     """Batch a dataset of (features, labels) examples with unpadded [L] features.
 
     shuffle: reshuffled every epoch, deterministic for a given seed.
     bucket_boundaries: e.g. (32, 64, 128); examples of similar length share batches (less padding).
     Sequence labels ([L], e.g. NER tags) are padded with `label_pad_value` so the loss ignores them.
+    length_fn: (features, labels) -> the length buckets go by (default: that of "token_ids").
     """
     if cache:
         dataset = dataset.cache()
@@ -54,6 +57,8 @@ def batch_examples(dataset, batch_size, shuffle=False, seed=None, cache=True, bu
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
 
     def length(features, labels):
+        if length_fn is not None:
+            return length_fn(features, labels)
         return tf.shape(features["token_ids"])[0]
 
     padding_values = None
