@@ -10,15 +10,15 @@ __version__ = "0.1.0"
 from rubert_tf.config import PRESETS, RuBertConfig
 # The function shadows its subpackage's name on purpose: `rt.export(model, tok, "savedmodels/x")`.
 from rubert_tf.export import export
-from rubert_tf.models import RuBertEncoder, RuBertForMaskedLM
+from rubert_tf.models import RuBertEncoder, RuBertForMaskedLM, RuBertSeq2Seq
 from rubert_tf.models.classifier import RuBertClassifier
 from rubert_tf.models.question_answerer import RuBertQuestionAnswerer
 from rubert_tf.models.sentence_encoder import RuBertSentenceEncoder
 from rubert_tf.models.token_classifier import RuBertTokenClassifier
 
 __all__ = ["PRESETS", "RuBertClassifier", "RuBertConfig", "RuBertEncoder", "RuBertForMaskedLM",
-           "RuBertQuestionAnswerer", "RuBertSentenceEncoder", "RuBertTokenClassifier", "RuBertTokenizer", "export",
-           "train_vocab"]
+           "RuBertQuestionAnswerer", "RuBertSentenceEncoder", "RuBertSeq2Seq", "RuBertTokenClassifier",
+           "RuBertTokenizer", "export", "train_vocab"]
 
 
 def __getattr__(name):

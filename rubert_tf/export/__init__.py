@@ -39,14 +39,17 @@ def next_version(base_path):
 
 
 def build_serving_module(model, tokenizer, max_length=512, text_pair=False, max_answer_length=30,
-                         allow_no_answer=False):
+                         allow_no_answer=False, generation=None):
     """The tf.Module with signatures for this kind of model."""
     from rubert_tf.models.classifier import RuBertClassifier
     from rubert_tf.models.encoder import RuBertEncoder
     from rubert_tf.models.question_answerer import RuBertQuestionAnswerer
     from rubert_tf.models.sentence_encoder import RuBertSentenceEncoder
+    from rubert_tf.models.seq2seq import RuBertSeq2Seq
     from rubert_tf.models.token_classifier import RuBertTokenClassifier
 
+    if isinstance(model, RuBertSeq2Seq):
+        return signatures.seq2seq_module(model, tokenizer, max_length, generation)
     if isinstance(model, RuBertClassifier):
         return signatures.classifier_module(model, tokenizer, max_length, text_pair=text_pair)
     if isinstance(model, RuBertTokenClassifier):
@@ -59,12 +62,13 @@ def build_serving_module(model, tokenizer, max_length=512, text_pair=False, max_
 
 
 def export(model, tokenizer=None, base_path="savedmodels/model", version=None, max_length=512, text_pair=False,
-           max_answer_length=30, allow_no_answer=False, warmup=True):
+           max_answer_length=30, allow_no_answer=False, warmup=True, generation=None):
     """Write `model` (+ tokenizer, in the graph) as `base_path/<version>`; returns that folder.
 
     version: an int, or None for the next free one (existing versions are never overwritten).
     text_pair: classifier signature takes `text` and `text_pair` (sentence-pair models).
     warmup: write `assets.extra/tf_serving_warmup_requests` so TF Serving traces the graph at load.
+    generation: for a RuBertSeq2Seq, the search run inside the graph, e.g. {"num_beams": 4, "max_length": 64}.
     """
     tokenizer = tokenizer or getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -76,7 +80,8 @@ def export(model, tokenizer=None, base_path="savedmodels/model", version=None, m
     if os.path.exists(final):
         raise FileExistsError(f"{final} already exists; versions are never overwritten (omit `version` for the next)")
 
-    module = build_serving_module(model, tokenizer, max_length, text_pair, max_answer_length, allow_no_answer)
+    module = build_serving_module(model, tokenizer, max_length, text_pair, max_answer_length, allow_no_answer,
+                                  generation)
     os.makedirs(base_path, exist_ok=True)
     staging = os.path.join(base_path, f".tmp-{version}-{uuid.uuid4().hex[:8]}")  # not an integer: servers skip it
     try:

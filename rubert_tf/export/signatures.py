@@ -200,3 +200,26 @@ def embedding_module(model, tokenizer, max_length):
 
     module.add_signature("serving_default", embed, ["text"])
     return module
+
+
+def seq2seq_module(model, tokenizer, max_length, generation=None):
+    """`text` -> `output`: tokenize, encode, search (greedy or beam, a tf.while_loop with the key/value
+    cache) and detokenize, all in the graph. `generation`: GenerationConfig fields (num_beams,
+    max_length of the output incl. the start token, length_penalty, ...); sampling is refused, since a
+    served model should answer the same request the same way."""
+    from rubert_tf.models.generation import GenerationConfig
+
+    config = GenerationConfig(**(generation or {}))
+    if config.do_sample:
+        raise ValueError("export: do_sample=True is not supported in a serving signature; use greedy or beam search")
+    module = ServingModule(model, tokenizer, max_length)
+
+    def generate(text):
+        features = module.tokenizer(text, max_length=module.max_length, padding="longest")
+        sequences, lengths = module.model.generate_graph(features["token_ids"], features["padding_mask"], config)
+        # Only the first `lengths` tokens of a row are its output (the rest is padding).
+        ids = tf.RaggedTensor.from_tensor(sequences, lengths=lengths)
+        return {"output": module.tokenizer.detokenize(ids)}
+
+    module.add_signature("serving_default", generate, ["text"])
+    return module

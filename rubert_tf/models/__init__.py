@@ -2,5 +2,6 @@
 
 from rubert_tf.models.encoder import RuBertEncoder
 from rubert_tf.models.masked_lm import RuBertForMaskedLM
+from rubert_tf.models.seq2seq import RuBertSeq2Seq
 
-__all__ = ["RuBertEncoder", "RuBertForMaskedLM"]
+__all__ = ["RuBertEncoder", "RuBertForMaskedLM", "RuBertSeq2Seq"]
