@@ -149,6 +149,35 @@ def run_load(url, model_name, instances, threads, requests_per_thread):
     return latencies, errors, wall
 
 
+def measure(base, batching, threads, requests, rows, text, workdir, max_batch_size=32, batch_timeout_micros=2000,
+            model_name="bench"):
+    """Serve the model base path `base`, warm up, load it from `threads` clients x `requests` calls of `rows`
+    instances; returns {"p50", "p90", "p99", "mean" (ms), "rps", "rows_per_s", "errors"} (benchmarks/run_all.py)."""
+    from rubert_tf.serving import Client
+
+    settings = argparse.Namespace(max_batch_size=max_batch_size, batch_timeout_micros=batch_timeout_micros)
+    mode = "on" if batching else "off"
+    with open(os.path.join(workdir, f"server_{mode}.log"), "w") as log_file:
+        process, port = start_server(base, model_name, batching, settings, log_file)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            metadata = Client(url, model_name).metadata()
+            signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+            names = sorted(signature["inputs"])
+            if any(signature["inputs"][n]["dtype"] != "DT_STRING" for n in names):
+                raise SystemExit("only signatures with string inputs are benchmarked")
+            row = text if len(names) == 1 else {n: text for n in names}
+            instances = [row] * rows
+            run_load(url, model_name, instances, min(threads, 2), 10)   # warm-up
+            latencies, errors, wall = run_load(url, model_name, instances, threads, requests)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    ms = [x * 1000 for x in latencies]
+    return {"p50": percentile(ms, 50), "p90": percentile(ms, 90), "p99": percentile(ms, 99),
+            "mean": sum(ms) / len(ms), "rps": len(ms) / wall, "rows_per_s": len(ms) * rows / wall, "errors": errors}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", nargs="?", help="SavedModel version folder or model base path (default: built-in)")
@@ -164,8 +193,6 @@ def main(argv=None):
     parser.add_argument("--modes", default="off,on", help="batching modes to run: off,on")
     args = parser.parse_args(argv)
 
-    from rubert_tf.serving import Client
-
     with tempfile.TemporaryDirectory(prefix="serving_latency_") as workdir:
         base = base_path_for(args.path, workdir, args.builtin)
         model = args.path or f"built-in {args.builtin} text classifier"
@@ -175,29 +202,13 @@ def main(argv=None):
         print("| batching | p50 ms | p90 ms | p99 ms | mean ms | requests/s | rows/s | errors |")
         print("|---|---|---|---|---|---|---|---|")
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            batching = mode == "on"
-            with open(os.path.join(workdir, f"server_{mode}.log"), "w") as log_file:
-                process, port = start_server(base, args.model_name, batching, args, log_file)
-                try:
-                    url = f"http://127.0.0.1:{port}"
-                    metadata = Client(url, args.model_name).metadata()
-                    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
-                    names = sorted(signature["inputs"])
-                    if any(signature["inputs"][n]["dtype"] != "DT_STRING" for n in names):
-                        raise SystemExit("only signatures with string inputs are benchmarked")
-                    row = args.text if len(names) == 1 else {n: args.text for n in names}
-                    instances = [row] * args.rows
-                    run_load(url, args.model_name, instances, min(args.threads, 2), 10)   # warm-up
-                    latencies, errors, wall = run_load(url, args.model_name, instances, args.threads, args.requests)
-                finally:
-                    process.terminate()
-                    process.wait(timeout=60)
-            ms = [x * 1000 for x in latencies]
-            print(f"| {mode} | {percentile(ms, 50):.1f} | {percentile(ms, 90):.1f} | {percentile(ms, 99):.1f} | "
-                  f"{sum(ms) / len(ms):.1f} | {len(ms) / wall:.0f} | {len(ms) * args.rows / wall:.0f} | "
-                  f"{len(errors)} |", flush=True)
-            if errors:
-                print(f"  first error: {errors[0]}")
+            result = measure(base, mode == "on", args.threads, args.requests, args.rows, args.text, workdir,
+                             args.max_batch_size, args.batch_timeout_micros, args.model_name)
+            print(f"| {mode} | {result['p50']:.1f} | {result['p90']:.1f} | {result['p99']:.1f} | "
+                  f"{result['mean']:.1f} | {result['rps']:.0f} | {result['rows_per_s']:.0f} | "
+                  f"{len(result['errors'])} |", flush=True)
+            if result["errors"]:
+                print(f"  first error: {result['errors'][0]}")
     return 0
 
 
