@@ -4,9 +4,6 @@ import argparse
 import json
 import os
 import sys
-import time
-
-DEFAULT_TEXT = "Москва — столица России, а Волга — самая длинная река Европы."
 
 
 def _quiet_tensorflow():
@@ -18,65 +15,16 @@ def _print(message):
 
 
 def command_quickstart(args):
-    """Offline end-to-end run on the bundled sample: vocab -> rubert-tiny2-shaped model -> HF save/load -> encode."""
-    import numpy as np
-    from tqdm import tqdm
+    """The README's main job: sample data -> vocab -> pretraining -> classifier -> export -> serve -> one request."""
+    from rubert_tf.quickstart import print_summary, run_quickstart
 
-    import rubert_tf as rt
-    from rubert_tf.sample_data import write_sample_corpus
-
-    started = time.time()
-    steps = tqdm(total=4, desc="quickstart", unit="step", disable=args.no_progress)
-    if args.model:
-        steps.set_postfix_str(f"loading {args.model}")
-        tokenizer = rt.RuBertTokenizer.from_pretrained(args.model)
-        encoder = rt.RuBertEncoder.from_pretrained(args.model)
-        steps.update(3)
-        source = args.model
-    else:
-        steps.set_postfix_str("training a WordPiece vocab on the sample corpus")
-        corpus = write_sample_corpus(os.path.join(args.out, "data"))
-        vocab_path = os.path.join(args.out, "vocab.txt")
-        rt.train_vocab([corpus], vocab_size=args.vocab_size, output_path=vocab_path)
-        tokenizer = rt.RuBertTokenizer(vocab_path)  # cased, as RuBERT
-        steps.update(1)
-
-        steps.set_postfix_str("building rubert-tiny2's architecture with the new vocab")
-        config = rt.RuBertConfig.from_pretrained("cointegrated/rubert-tiny2")
-        config.vocab_size = tokenizer.vocab_size
-        encoder = rt.RuBertEncoder(config)
-        steps.update(1)
-
-        steps.set_postfix_str("saving in HuggingFace layout and loading it back")
-        model_dir = os.path.join(args.out, "model")
-        encoder.save_pretrained(model_dir, tokenizer=tokenizer)
-        encoder = rt.RuBertEncoder.from_pretrained(model_dir)
-        tokenizer = rt.RuBertTokenizer.from_pretrained(model_dir)
-        steps.update(1)
-        source = f"{model_dir} (random weights: a sample run, not a trained model)"
-
-    steps.set_postfix_str("encoding")
-    batch = tokenizer([args.text], max_length=args.max_length, padding="longest")
-    outputs = encoder(batch)
-    steps.update(1)
-    steps.close()
-
-    ids = batch["token_ids"].numpy()[0]
-    length = int(batch["padding_mask"].numpy()[0].sum())
-    pooled = outputs["pooled_output"].numpy()[0]
-    summary = {
-        "model": source,
-        "text": args.text,
-        "tokens": [tokenizer.id_to_token(int(i)) for i in ids[:length]],
-        "token_ids": [int(i) for i in ids[:length]],
-        "sequence_output_shape": list(outputs["sequence_output"].shape),
-        "pooled_output_norm": round(float(np.linalg.norm(pooled)), 4),
-        "seconds": round(time.time() - started, 1),
-    }
-    for key, value in summary.items():
-        if isinstance(value, list):
-            value = " ".join(str(v) for v in value)
-        _print(f"{key + ':':24}{value}")
+    summary = run_quickstart(
+        out=args.out, name=args.name, work_dir=args.work_dir, model=args.model, data=args.data,
+        eval_data=args.eval_data, corpus=args.corpus, text_column=args.text_column, label_column=args.label_column,
+        fast=args.fast, vocab_size=args.vocab_size, pretrain_steps=args.pretrain_steps, epochs=args.epochs,
+        learning_rate=args.learning_rate, batch_size=args.batch_size, max_length=args.max_length, text=args.text,
+        seed=args.seed, progress=not args.no_progress)
+    print_summary(summary)
     return 0
 
 
@@ -348,13 +296,33 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="rubert-tf", description="RuBERT for TensorFlow 2 / Keras 3")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    quick = commands.add_parser("quickstart", help="offline end-to-end run on bundled sample data")
-    quick.add_argument("--model", help="a local checkpoint directory or hub id instead of the sample run")
-    quick.add_argument("--out", default="quickstart_output", help="working folder (default: %(default)s)")
-    quick.add_argument("--text", default=DEFAULT_TEXT)
-    quick.add_argument("--vocab-size", type=int, default=2000)
-    quick.add_argument("--max-length", type=int, default=128)
-    quick.add_argument("--no-progress", action="store_true")
+    quick = commands.add_parser(
+        "quickstart", help="offline end-to-end run: vocab, pretraining, classifier, export, serve, one REST request",
+        description="Offline end-to-end run on sample data the package writes itself: WordPiece vocab, a tiny "
+                    "RuBERT pretrained with masked LM, a sentiment classifier fine-tuned and evaluated, a SavedModel "
+                    "exported to OUT/NAME/<next version>, `rubert-tf serve` on 127.0.0.1 and one REST request.")
+    quick.add_argument("--model", help="start from this checkpoint (directory or hub id): no vocab, no pretraining")
+    quick.add_argument("--data", help="your labelled CSV/TSV/JSONL (columns text,label) instead of the sample "
+                                      "sentiment sentences; 20%% is held out unless --eval-data is given")
+    quick.add_argument("--eval-data", help="your held-out CSV/TSV/JSONL for --data")
+    quick.add_argument("--text-column", default="text", help="text column of --data (default: %(default)s)")
+    quick.add_argument("--label-column", default="label", help="label column of --data (default: %(default)s)")
+    quick.add_argument("--corpus", nargs="+", help="your plain-text files, added to the vocab and pretraining text")
+    quick.add_argument("--out", default="savedmodels", help="export folder (default: %(default)s); the model goes "
+                                                            "to OUT/NAME/<next version>, earlier versions stay")
+    quick.add_argument("--name", help="model name (default: sentiment, or classifier with --data)")
+    quick.add_argument("--work-dir", help="working files (default: OUT/.quickstart, replaced on every run)")
+    quick.add_argument("--fast", action="store_true", help="short budget for CI (~1-2 min): smaller vocab, "
+                                                           "40 pretraining steps, 10 epochs")
+    quick.add_argument("--pretrain-steps", type=int, help="masked-LM steps (default 600, --fast 40)")
+    quick.add_argument("--epochs", type=int, help="fine-tuning epochs (default 20, --fast 10; 3 with --model)")
+    quick.add_argument("--learning-rate", type=float, help="fine-tuning rate (default 1e-3; 5e-5 with --model)")
+    quick.add_argument("--batch-size", type=int, default=32)
+    quick.add_argument("--vocab-size", type=int, help="WordPiece vocab size (default 4000, --fast 2000)")
+    quick.add_argument("--max-length", type=int, help="tokens per training example (default 64; 128 with --data)")
+    quick.add_argument("--text", help="text of the REST request (default: a sample review / your first eval text)")
+    quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("--no-progress", action="store_true", help="no progress bars")
     quick.set_defaults(handler=command_quickstart)
 
     encode = commands.add_parser("encode", help="pooled RuBERT vectors of texts (arguments or stdin), JSON lines")
