@@ -104,13 +104,23 @@ def _task_options(args, task, texts=False):
     return options
 
 
+def _data_paths(task, paths):
+    """--train / --eval values (lists, nargs="+") -> the one path tasks read, or [source, target]
+    for tasks that read two aligned files (seq2seq)."""
+    if paths is None or len(paths) == 1:
+        return paths[0] if paths else None
+    if not getattr(task, "reads_file_pairs", False):
+        raise ValueError(f"task {task.name!r} reads one data file, got {len(paths)}: {' '.join(paths)}")
+    return list(paths)
+
+
 def command_finetune(args):
     from rubert_tf.finetune import finetune
     from rubert_tf.tasks import get_task
 
     task = get_task(args.task)
-    metrics = finetune(task, model=args.model, train=args.train, eval=args.eval, out=args.out,
-                       options=_task_options(args, task), epochs=args.epochs, batch_size=args.batch_size,
+    metrics = finetune(task, model=args.model, train=_data_paths(task, args.train), eval=_data_paths(task, args.eval),
+                       out=args.out, options=_task_options(args, task), epochs=args.epochs, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, max_length=args.max_length,
                        mixed_precision=args.mixed_precision, seed=args.seed, max_steps=args.max_steps,
                        log_dir=args.log_dir, verbose=0 if args.no_progress else 1)
@@ -123,7 +133,7 @@ def command_evaluate(args):
 
     task = get_task(args.task)
     model = task.model_class.from_pretrained(args.model)
-    examples = task.read(args.eval, _task_options(args, task))
+    examples = task.read(_data_paths(task, args.eval), _task_options(args, task))
     _print(json.dumps(task.evaluate(model, examples, args.max_length, args.batch_size), ensure_ascii=False, indent=2))
     return 0
 
@@ -152,8 +162,10 @@ def _add_task_commands(commands):
         command.add_argument("--max-length", type=int, default=128 if handler is not command_predict else 512)
         command.add_argument("--batch-size", type=int, default=32)
         if handler is command_finetune:
-            command.add_argument("--train", required=True, help="training file (CSV/TSV/JSONL/CoNLL/SQuAD) or tfds:NAME")
-            command.add_argument("--eval", help="evaluation file")
+            command.add_argument("--train", required=True, nargs="+",
+                                 help="training file (CSV/TSV/JSONL/CoNLL/SQuAD) or tfds:NAME; seq2seq also takes two "
+                                      "line-aligned files, source then target")
+            command.add_argument("--eval", nargs="+", help="evaluation file (seq2seq: or two aligned files)")
             command.add_argument("--out", required=True, help="output directory (HF layout + metrics.json + logs/)")
             command.add_argument("--epochs", type=int, default=3)
             command.add_argument("--learning-rate", type=float, default=5e-5)
@@ -163,10 +175,46 @@ def _add_task_commands(commands):
             command.add_argument("--log-dir", help="TensorBoard folder (default OUT/logs)")
             command.add_argument("--no-progress", action="store_true")
         if handler is command_evaluate:
-            command.add_argument("--eval", required=True)
+            command.add_argument("--eval", required=True, nargs="+", help="data file (seq2seq: or two aligned files)")
         if handler is command_predict:
             command.add_argument("texts", nargs="*")
         command.set_defaults(handler=handler, accepts_task_arguments=True)
+
+
+def command_generate(args):
+    """seq2seq: texts (arguments, or stdin lines; JSON objects with "text" too) -> JSON lines {"text", "generated"}."""
+    from rubert_tf.tasks import get_task
+
+    task = get_task("seq2seq")
+    inputs = _read_inputs(args)
+    model = task.model_class.from_pretrained(args.model)
+    overrides = {key: getattr(args, key) for key in (
+        "max_length", "min_length", "num_beams", "length_penalty", "no_repeat_ngram_size", "do_sample", "temperature",
+        "top_k", "top_p", "seed", "max_input_length")}
+    for result in task.predict(model, inputs, None, args.batch_size, generation=overrides):
+        _print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def _add_generate_command(commands):
+    generate = commands.add_parser(
+        "generate", help="generate text with a seq2seq model (texts as args or stdin lines), JSON lines out")
+    generate.add_argument("texts", nargs="*")
+    generate.add_argument("--model", required=True, help="seq2seq model directory (rubert-tf finetune seq2seq --out)")
+    generate.add_argument("--max-length", type=int,
+                          help="output tokens incl. the decoder start token (default: as fine-tuned, else 64)")
+    generate.add_argument("--min-length", type=int, help="no end of sequence before this length")
+    generate.add_argument("--num-beams", type=int, help="beam search width (default: as fine-tuned, else 1 = greedy)")
+    generate.add_argument("--length-penalty", type=float, help="beam search: score / length ** this (default 1.0)")
+    generate.add_argument("--no-repeat-ngram-size", type=int, help="forbid repeating n-grams of this size")
+    generate.add_argument("--do-sample", action="store_true", default=None, help="sample instead of greedy")
+    generate.add_argument("--temperature", type=float)
+    generate.add_argument("--top-k", type=int)
+    generate.add_argument("--top-p", type=float)
+    generate.add_argument("--seed", type=int, help="sampling seed")
+    generate.add_argument("--max-input-length", type=int, help="source tokens kept (default: as fine-tuned, else 512)")
+    generate.add_argument("--batch-size", type=int, default=32)
+    generate.set_defaults(handler=command_generate)
 
 
 EXPORT_TASKS = ("classification", "ner", "qa", "sentence")
@@ -345,6 +393,7 @@ def build_parser():
     _add_pretraining_commands(commands)
 
     _add_task_commands(commands)
+    _add_generate_command(commands)
 
     export = commands.add_parser("export", help="write a SavedModel (text in, answers out) for TF Serving")
     export.add_argument("task", choices=EXPORT_TASKS)

@@ -2,6 +2,7 @@
 NTREX references; ROUGE-1/2/L on Russian text equals hand-computed values (rouge-score's default
 tokenizer would score it 0)."""
 
+import json
 import math
 import os
 import random
@@ -53,7 +54,7 @@ def test_bleu_and_chrf_equal_the_sacrebleu_command_line(shared_data, tmp_path):
     hyp_file.write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
     output = subprocess.run([sys.executable, "-m", "sacrebleu", str(ref_file), "-i", str(hyp_file), "-m", "bleu",
                              "chrf", "-b", "-w", "6"], capture_output=True, text=True, check=True).stdout
-    cli_bleu, cli_chrf = [float(value) for value in output.replace("[", " ").replace("]", " ").replace(",", " ").split()]
+    cli_bleu, cli_chrf = json.loads(output)
     scores = generation_scores(hypotheses, references, metric="bleu")
     assert scores["bleu"] == pytest.approx(cli_bleu, abs=1e-6) and scores["chrf"] == pytest.approx(cli_chrf, abs=1e-6)
     assert 20 < scores["bleu"] < 80 and 40 < scores["chrf"] < 95

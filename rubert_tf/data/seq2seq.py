@@ -62,7 +62,9 @@ def read_parallel_files(source_path, target_path):
     empty = [f"{path}:{number}" for number, (source, target) in enumerate(zip(sources, targets), start=1)
              for path, text in ((source_path, source), (target_path, target)) if not text.strip()]
     if empty:
-        listed = ", ".join(empty[:_MAX_LISTED]) + (f" and {len(empty) - _MAX_LISTED} more" if len(empty) > _MAX_LISTED else "")
+        listed = ", ".join(empty[:_MAX_LISTED])
+        if len(empty) > _MAX_LISTED:
+            listed += f" and {len(empty) - _MAX_LISTED} more"
         raise DataError(f"{empty[0]}: empty line; every line of a parallel file must hold text "
                         f"({len(empty)} empty: {listed})")
     return [{"source": source, "target": target, "_line": number, "_source": source_path}

@@ -8,6 +8,7 @@ TASKS = {
     "ner": "rubert_tf.tasks.ner:NerTask",
     "qa": "rubert_tf.tasks.qa:QuestionAnsweringTask",
     "sentence": "rubert_tf.tasks.sentence:SentenceEmbeddingTask",
+    "seq2seq": "rubert_tf.tasks.seq2seq:Seq2SeqTask",
 }
 
 
