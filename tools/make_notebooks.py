@@ -63,10 +63,14 @@ import keras
 from rubert_tf.sample_data import write_sample_corpus
 
 
-def tiny_checkpoint(directory="tiny-rubert", vocab_size=600):
+def tiny_checkpoint(directory="tiny-rubert", vocab_size=600, extra_text=""):
     keras.utils.set_random_seed(0)
-    rt.train_vocab([write_sample_corpus(os.path.join(directory, "data"))], vocab_size=vocab_size,
-                   output_path=os.path.join(directory, "vocab.txt"))
+    files = [write_sample_corpus(os.path.join(directory, "data"))]
+    if extra_text:   # more text for the vocabulary (e.g. the target language of a translation)
+        files.append(os.path.join(directory, "data", "extra.txt"))
+        with open(files[-1], "w", encoding="utf-8") as f:
+            f.write(extra_text)
+    rt.train_vocab(files, vocab_size=vocab_size, output_path=os.path.join(directory, "vocab.txt"))
     tokenizer = rt.RuBertTokenizer(os.path.join(directory, "vocab.txt"))   # cased, as RuBERT
     config = rt.RuBertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                              num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
@@ -75,7 +79,7 @@ def tiny_checkpoint(directory="tiny-rubert", vocab_size=600):
 
 
 if OFFLINE:
-    MODEL = tiny_checkpoint()
+    MODEL = tiny_checkpoint({tiny_args})
 print("model:", MODEL)
 '''
 
@@ -85,11 +89,12 @@ def header(name, title, intro):
     return [("md", f"# {title}\n\n{BADGE.format(url=url)}\n\n{intro}")]
 
 
-def common(model="cointegrated/rubert-tiny2", extra="", tiny=True):
-    cells = [("params", parameters(model, extra)), ("code", INSTALL), ("code", DEVICES)]
-    if tiny:
-        cells.append(("code", TINY))
-    return cells
+def common(model="cointegrated/rubert-tiny2", extra="", tiny_args=""):
+    return [("params", parameters(model, extra)), ("code", INSTALL), ("code", DEVICES), ("code", tiny(tiny_args))]
+
+
+def tiny(args=""):
+    return TINY.replace("{tiny_args}", args)
 
 
 # ---------------------------------------------------------------------------------------------- 01
@@ -298,7 +303,7 @@ info = prepare_corpus([corpus], "shards", tokenizer, max_length=32 if SMALL else
 print({key: info[key] for key in ("num_documents", "num_sequences", "num_tokens", "shards")})
 '''),
     ("md", '## Pretrain\n`model=` continues a checkpoint; `config="cointegrated/rubert-tiny2"` with `vocab=` starts from scratch.'),
-    ("code", '''metrics = pretrain(train="shards", eval="shards", out="models/domain-mlm", model=MODEL,
+    ("code", '''metrics = pretrain(train="shards", eval=None if SMALL else "shards", out="models/domain-mlm", model=MODEL,
                    steps=4 if SMALL else 200, batch_size=8 if SMALL else 32, checkpoint_every=2 if SMALL else 100,
                    learning_rate=1e-4, whole_word=True, mixed_precision="fp16" if GPUS else None,
                    verbose=0 if SMALL else 1)
@@ -341,7 +346,7 @@ One `tf.distribute` strategy for every task: `create_strategy("mirrored")` for a
 batch gives the same update on 1 or N replicas. On a CPU-only machine the CPU is split into two logical
 devices, so the mirrored path runs anywhere.""") + [
     ("params", parameters(extra="NUM_LOGICAL_CPUS = 2   # CPU replicas when there is no GPU")),
-    ("code", INSTALL), ("code", NB07_DEVICES), ("code", TINY),
+    ("code", INSTALL), ("code", NB07_DEVICES), ("code", tiny()),
     ("md", "## MirroredStrategy with `model.fit`"),
     ("code", '''from rubert_tf.data.classification import classification_dataset
 from rubert_tf.training import create_optimizer
@@ -473,7 +478,61 @@ Several models: `rubert_tf.export.write_model_config` writes a `models.config` f
 versions exported into the same base folder are picked up while serving (written atomically)."""),
 ]
 
+# ---------------------------------------------------------------------------------------------- 05
+
+PAIRS = '''# Parallel data (source, target). DATA (a parameter) reads real pairs instead: two line-aligned files
+# ["train.ru", "train.en"], a CSV/TSV/JSONL with "source"/"target" columns, or "tfds:ted_hrlr_translate/ru_to_en".
+from rubert_tf.data.seq2seq import read_seq2seq, seq2seq_dataset
+
+if DATA:
+    examples = read_seq2seq(DATA)[:MAX_EXAMPLES]
+    PAIRS = [(example["source"], example["target"]) for example in examples]
+print(len(PAIRS), "pairs, e.g.", PAIRS[0])
+'''
+
+NB05_PARAMS = '''DATA = None   # e.g. "tfds:ted_hrlr_translate/ru_to_en" or ["train.ru", "train.en"]
+MAX_EXAMPLES = 20_000
+PAIRS = [("Привет, мир!", "Hello, world!"), ("Москва — столица России.", "Moscow is the capital of Russia."),
+         ("Я люблю читать книги.", "I love reading books."), ("Сегодня хорошая погода.", "The weather is nice today."),
+         ("Где находится вокзал?", "Where is the railway station?"), ("Спасибо за помощь.", "Thank you for your help."),
+         ("Мы идём в парк.", "We are going to the park."), ("Кошка спит на диване.", "The cat is sleeping on the sofa.")]'''
+
+NB05 = header("05_seq2seq_translation.ipynb", "05 · Seq2seq: Russian → English translation (BERT2BERT)", """\
+`RuBertSeq2Seq` warm-starts an encoder-decoder from RuBERT (Rothe et al., 2020: encoder and decoder from the
+same checkpoint, new cross-attention, the decoder's output tied to its embeddings; HF `EncoderDecoderModel`
+layout). It trains with `model.fit` on the `tf.data` pipeline of `rubert_tf.data.seq2seq` (decoder input
+`[CLS] y`, labels `y [SEP]`) and generates with greedy, sampling or beam search inside `tf.while_loop` with a
+key/value cache.""") + common(extra=NB05_PARAMS,
+                             tiny_args='extra_text="\\n".join(target for _, target in PAIRS) + "\\n"') + [
+    ("code", PAIRS),
+    ("md", "## Warm start and fine-tune\nInputs: `encoder_token_ids`, `encoder_padding_mask`, `decoder_token_ids`, `decoder_padding_mask`."),
+    ("code", '''from rubert_tf.training import create_optimizer
+
+s2s = rt.RuBertSeq2Seq.from_pretrained(MODEL)   # encoder and decoder from the same RuBERT
+tokenizer = s2s.tokenizer
+sources, targets = [source for source, _ in PAIRS], [target for _, target in PAIRS]
+data = seq2seq_dataset(tokenizer, sources, targets, batch_size=4 if SMALL else 32, max_source_length=64,
+                       max_target_length=64, shuffle=True, seed=0)
+epochs = 1 if SMALL else 30
+steps = epochs * -(-len(PAIRS) // (4 if SMALL else 32))
+s2s.compile(optimizer=create_optimizer(1e-4 if SMALL else 5e-5, total_steps=steps),
+            loss=s2s.default_loss(label_smoothing=0.1), jit_compile=False)
+history = s2s.fit(data, epochs=epochs, verbose=0 if SMALL else 2)
+print("loss:", [round(value, 3) for value in history.history["loss"]])
+'''),
+    ("md", "## Generate\nGreedy (`num_beams=1`) or beam search; the tiny offline model outputs noise, a trained one translates."),
+    ("code", '''print(s2s.generate(["Привет, мир!", "Спасибо за помощь."], tokenizer=tokenizer, max_length=16, num_beams=2))
+'''),
+    ("md", "## Save and load\nHF `EncoderDecoderModel` layout, which transformers' `EncoderDecoderModel.from_pretrained` reads too."),
+    ("code", '''s2s.save_pretrained("models/ru-en")
+again = rt.RuBertSeq2Seq.from_pretrained("models/ru-en")
+print(sorted(os.listdir("models/ru-en")))
+print(again.generate("Привет, мир!", max_length=16))
+'''),
+]
+
 NOTEBOOKS_SPEC = {
+    "05_seq2seq_translation.ipynb": NB05,
     "01_quickstart.ipynb": NB01,
     "02_text_classification.ipynb": NB02,
     "03_ner.ipynb": NB03,
@@ -504,14 +563,7 @@ def build(cells):
 
 
 def all_notebooks():
-    specs = dict(NOTEBOOKS_SPEC)
-    try:   # notebook 05 lives in its own module (it depends on the seq2seq API)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from notebook_05_seq2seq import NB05
-        specs["05_seq2seq_translation.ipynb"] = NB05
-    except ImportError:
-        pass
-    return {name: build(cells) for name, cells in sorted(specs.items())}
+    return {name: build(cells) for name, cells in sorted(NOTEBOOKS_SPEC.items())}
 
 
 def main(argv=None):
