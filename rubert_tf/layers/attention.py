@@ -7,6 +7,20 @@ from keras import ops
 _MASKED_SCORE = -1e9
 
 
+def _write_positions(cache, update, start):
+    """cache[:, start:start + T] = update ([B, S, ...] and [B, T, ...]) as a gather + select.
+
+    Not ops.slice_update: on TensorFlow that becomes XlaDynamicUpdateSlice, an XLA-only op that
+    runs here through on-demand XLA but that a SavedModel served by TF Serving cannot rely on.
+    """
+    positions = ops.arange(ops.shape(cache)[1]) - start
+    length = ops.shape(update)[1]
+    inside = ops.logical_and(positions >= 0, positions < length)
+    rows = ops.take(update, ops.clip(positions, 0, length - 1), axis=1)
+    inside = ops.reshape(inside, (1, -1) + (1,) * (len(cache.shape) - 2))
+    return ops.where(inside, rows, cache)
+
+
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class MultiHeadAttention(keras.layers.Layer):
     """Scaled dot-product attention over `num_heads` heads.
@@ -85,9 +99,8 @@ class MultiHeadAttention(keras.layers.Layer):
             keys = self._split_heads(self.key_dense(key))
             values = self._split_heads(self.value_dense(value))
             if cache is not None:
-                start = (0, cache_update_index, 0, 0)
-                keys = ops.slice_update(cache[:, 0], start, ops.cast(keys, cache.dtype))
-                values = ops.slice_update(cache[:, 1], start, ops.cast(values, cache.dtype))
+                keys = _write_positions(cache[:, 0], ops.cast(keys, cache.dtype), cache_update_index)
+                values = _write_positions(cache[:, 1], ops.cast(values, cache.dtype), cache_update_index)
                 cache = ops.stack([keys, values], axis=1)
 
         # Scale the queries, not the scores: fewer multiplications, same result.

@@ -147,6 +147,14 @@ class _TransformerParts:
         return self.bias(self.token_embedding(hidden, reverse=True))
 
 
+class _CompiledFunctions:
+    """The tf.functions of `generate`, one per GenerationConfig. A plain object, so neither Keras nor
+    SavedModel tries to track (and save) them."""
+
+    def __init__(self):
+        self.functions = {}
+
+
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class RuBertSeq2Seq(keras.Model):
     """Encoder-decoder over RuBERT's vocabulary; see the module docstring for inputs and outputs."""
@@ -168,7 +176,7 @@ class RuBertSeq2Seq(keras.Model):
         if config.architecture == "bert2bert":
             self.encoder_pooler = parts.pooler  # tracked, so saved; not part of the graph
         self.tokenizer = None
-        self._generate_functions = {}
+        self._compiled = _CompiledFunctions()
 
     def get_config(self):
         return {"config": self.config.to_dict(), "name": self.name, "trainable": self.trainable}
@@ -303,7 +311,8 @@ class RuBertSeq2Seq(keras.Model):
 
     def _compiled_generate(self, config, jit_compile):
         key = (config, bool(jit_compile))
-        if key not in self._generate_functions:
+        functions = self._compiled.functions
+        if key not in functions:
             if jit_compile and not config.use_cache:
                 raise ValueError("jit_compile=True needs use_cache=True (without the cache the prefix grows "
                                  "every step, which XLA cannot compile to one static shape)")
@@ -312,10 +321,10 @@ class RuBertSeq2Seq(keras.Model):
             def run(token_ids, padding_mask, seed):
                 return self.generate_graph(token_ids, padding_mask, config, seed=seed)
 
-            self._generate_functions[key] = tf.function(
+            functions[key] = tf.function(
                 run, input_signature=[spec, spec, tf.TensorSpec([], tf.int32)], jit_compile=bool(jit_compile), autograph=False,
                 reduce_retracing=True)
-        return self._generate_functions[key]
+        return functions[key]
 
     def generate_ids(self, encoder_token_ids, encoder_padding_mask=None, seed=None, jit_compile=False,
                      **generation_kwargs):
