@@ -84,7 +84,16 @@ def main(argv=None):
     parser.add_argument("--finetune-max-steps", type=int, help="cap on fine-tuning steps per epoch")
     parser.add_argument("--finetune-batch-size", type=int, default=32)
     parser.add_argument("--finetune-learning-rate", type=float, default=5e-5)
-    parser.add_argument("--mixed-precision", choices=["bf16", "fp16"])
+    parser.add_argument("--num-layers", type=int, help="smaller than rubert-tiny2 (3): e.g. 2 (labelled in the output)")
+    parser.add_argument("--hidden-size", type=int, help="smaller than rubert-tiny2 (312): e.g. 256")
+    parser.add_argument("--num-heads", type=int, help="attention heads (default: tiny2's 12; hidden must divide)")
+    parser.add_argument("--intermediate-size", type=int, help="feed-forward width (default: tiny2's 600)")
+    parser.add_argument("--finetune-train-limit", type=int,
+                        help="fine-tune on the first N (shuffled, seeded) training examples of each task")
+    parser.add_argument("--class-weight", choices=["balanced", "none"], default="balanced",
+                        help="balanced (default): weigh classes by n / (classes * count), so a classifier gains "
+                             "nothing from predicting the majority class")
+    parser.add_argument("--mixed-precision", choices=["auto", "bf16", "fp16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", help="working folder (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -95,6 +104,7 @@ def main(argv=None):
     import rubert_tf as rt
     from rubert_tf.finetune import finetune
     from rubert_tf.pretraining import prepare_corpus, pretrain
+    from rubert_tf.pretraining.pretrain import build_config
 
     work = args.work or tempfile.mkdtemp(prefix="pretrain_then_finetune-")
     os.makedirs(work, exist_ok=True)
@@ -103,6 +113,8 @@ def main(argv=None):
     if args.vocab_size:
         vocab = os.path.join(work, "vocab.txt")
         rt.train_vocab([ruslit["train"]], vocab_size=args.vocab_size, output_path=vocab)
+        print(f"vocab: {args.vocab_size} WordPiece tokens learnt on the ruslit training split "
+              f"({time.time() - started:.0f} s)", flush=True)
     else:
         vocab = os.path.join(DATA, "rubert-tiny2", "vocab.txt")
     tokenizer = rt.RuBertTokenizer(vocab)  # cased, as RuBERT
@@ -113,22 +125,30 @@ def main(argv=None):
         print(f"{name}: {info['num_sequences']} sequences of {args.max_length} tokens ({info['num_tokens']} tokens)",
               flush=True)
 
+    overrides = {"num_layers": args.num_layers, "hidden_size": args.hidden_size, "num_heads": args.num_heads,
+                 "intermediate_size": args.intermediate_size}
+    config = build_config("cointegrated/rubert-tiny2", tokenizer.vocab_size, overrides)
+    shape = (f"{config.num_hidden_layers} layers x hidden {config.hidden_size}, {config.num_attention_heads} heads, "
+             f"FFN {config.intermediate_size}, vocab {config.vocab_size}")
+    smaller = any(v is not None for v in overrides.values())
+    label = f"{'smaller than rubert-tiny2' if smaller else 'rubert-tiny2-shaped'} ({shape})"
+    print(f"model: {label}", flush=True)
+
     # (b) the random-init baseline: same architecture, vocab and initialisation seed.
-    config = rt.RuBertConfig.from_pretrained("cointegrated/rubert-tiny2")
-    config.vocab_size = tokenizer.vocab_size
     keras.utils.set_random_seed(args.seed)
     random_dir = os.path.join(work, "random-init")
     rt.RuBertEncoder(config).save_pretrained(random_dir, tokenizer=tokenizer)
 
     # (a) pretrained on ruslit from the same seed.
     pretrained_dir = os.path.join(work, "pretrained")
+    pretrain_started = time.time()
     mlm = pretrain(train=corpora["train"], eval=corpora["heldout"], out=pretrained_dir,
-                   config="cointegrated/rubert-tiny2", vocab=vocab, max_length=args.max_length,
+                   config="cointegrated/rubert-tiny2", vocab=vocab, overrides=overrides, max_length=args.max_length,
                    batch_size=args.pretrain_batch_size, steps=args.pretrain_steps,
                    learning_rate=args.pretrain_learning_rate, warmup_ratio=0.05, whole_word=args.whole_word_masking,
                    eval_steps=args.eval_steps, checkpoint_every=max(1, min(2000, args.pretrain_steps)),
-                   backup_every=200,
-                   mixed_precision=args.mixed_precision, seed=args.seed, verbose=2)
+                   backup_every=200, mixed_precision=args.mixed_precision, seed=args.seed, verbose=2)
+    pretrain_seconds = time.time() - pretrain_started
     before, after = mlm["eval_before"], mlm["eval_after"]
     print(f"held-out ruslit MLM: loss {before['mlm_loss']:.3f} -> {after['mlm_loss']:.3f}, accuracy "
           f"{before['mlm_accuracy']:.4f} -> {after['mlm_accuracy']:.4f} after {mlm['steps']} steps "
@@ -138,7 +158,10 @@ def main(argv=None):
     data = {"RuSentNE-2023": (rusentne["train"], rusentne["test"]),
             "RuCoLA": (os.path.join(DATA, "rucola", "in_domain_train.csv"),
                        os.path.join(DATA, "rucola", "in_domain_dev.csv"))}
-    results = {"pretraining": mlm, "finetuning": {}}
+    if args.finetune_train_limit:
+        data = {task: (limit_rows(train, args.finetune_train_limit, work, task, args.seed), test)
+                for task, (train, test) in data.items()}
+    results = {"model": label, "pretraining": mlm, "finetuning": {}, "args": vars(args)}
     for task, (train, test) in data.items():
         for init, model in (("pretrained", pretrained_dir), ("random-init", random_dir)):
             print(f"fine-tuning {task} from {init} ...", flush=True)
@@ -147,20 +170,48 @@ def main(argv=None):
                                epochs=args.finetune_epochs, batch_size=args.finetune_batch_size,
                                learning_rate=args.finetune_learning_rate, max_length=args.max_length,
                                mixed_precision=args.mixed_precision, seed=args.seed,
-                               max_steps=args.finetune_max_steps, verbose=2)
+                               max_steps=args.finetune_max_steps, verbose=2,
+                               class_weight=None if args.class_weight == "none" else args.class_weight)
+            print(f"  {task} / {init}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in
+                                                     ("macro_f1", "macro_f1_pos_neg", "mcc", "accuracy")
+                                                     if k in metrics), flush=True)
             results["finetuning"][f"{task} / {init}"] = metrics
 
+    results["seconds"] = {"pretraining": round(pretrain_seconds), "total": round(time.time() - started)}
     with open(os.path.join(work, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2, ensure_ascii=False)
-    print(f"\nheld-out MLM accuracy: {before['mlm_accuracy']:.4f} (random init) -> {after['mlm_accuracy']:.4f} "
-          f"(after {mlm['steps']} steps); loss {before['mlm_loss']:.3f} -> {after['mlm_loss']:.3f}")
-    print(f"{'task / init':34} " + " ".join(f"{s:>16}" for s in ("macro_f1", "macro_f1_pos_neg", "mcc", "accuracy")))
-    for key, metrics in results["finetuning"].items():
-        print(f"{key:34} " + " ".join(
-            f"{metrics[s]:16.4f}" if s in metrics else f"{'-':>16}"
-            for s in ("macro_f1", "macro_f1_pos_neg", "mcc", "accuracy")))
-    print(f"total {time.time() - started:.0f} s; everything in {work}")
+    print_table(results, args, mlm)
+    print(f"total {time.time() - started:.0f} s (pretraining {pretrain_seconds:.0f} s); everything in {work}")
     return 0
+
+
+def limit_rows(path, limit, work, task, seed):
+    """The first `limit` rows of a CSV/TSV after a seeded shuffle (header kept; one example per line)."""
+    with open(path, encoding="utf-8") as f:
+        header, *rows = [line for line in f.read().split("\n") if line.strip()]
+    random.Random(seed).shuffle(rows)
+    out = os.path.join(work, f"{task}_train_{limit}{os.path.splitext(path)[1]}")
+    with open(out, "w", encoding="utf-8") as f:
+        f.write("\n".join([header] + rows[:limit]) + "\n")
+    return out
+
+
+def print_table(results, args, mlm):
+    before, after = mlm["eval_before"], mlm["eval_after"]
+    finetuning = results["finetuning"]
+    print(f"\nmodel: {results['model']}; pretraining {mlm['steps']} steps x batch {mlm['batch_size']} x "
+          f"{mlm['max_length']} tokens on ruslit; fine-tuning {args.finetune_epochs} epochs, batch "
+          f"{args.finetune_batch_size}, lr {args.finetune_learning_rate}, class weights {args.class_weight}, "
+          f"seed {args.seed}")
+    columns = ("held-out MLM acc", "RuSentNE F1 (3)", "RuSentNE F1 pos/neg", "RuSentNE acc", "RuCoLA MCC",
+               "RuCoLA acc")
+    print(f"{'init':12} " + " ".join(f"{c:>19}" for c in columns))
+    for init, accuracy in (("pretrained", after["mlm_accuracy"]), ("random-init", before["mlm_accuracy"])):
+        sent, cola = finetuning[f"RuSentNE-2023 / {init}"], finetuning[f"RuCoLA / {init}"]
+        values = (accuracy, sent["macro_f1"], sent["macro_f1_pos_neg"], sent["accuracy"], cola["mcc"],
+                  cola["accuracy"])
+        print(f"{init:12} " + " ".join(f"{v:19.4f}" for v in values))
+    print("(held-out MLM accuracy of random-init = the pretraining model before its first step, same seed)")
 
 
 if __name__ == "__main__":

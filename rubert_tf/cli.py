@@ -119,11 +119,19 @@ def command_finetune(args):
     from rubert_tf.tasks import get_task
 
     task = get_task(args.task)
-    metrics = finetune(task, model=args.model, train=_data_paths(task, args.train), eval=_data_paths(task, args.eval),
-                       out=args.out, options=_task_options(args, task), epochs=args.epochs, batch_size=args.batch_size,
-                       learning_rate=args.learning_rate, max_length=args.max_length,
-                       mixed_precision=args.mixed_precision, seed=args.seed, max_steps=args.max_steps,
-                       log_dir=args.log_dir, verbose=0 if args.no_progress else 1)
+    try:
+        metrics = finetune(
+            task, model=args.model, train=_data_paths(task, args.train), eval=_data_paths(task, args.eval),
+            out=args.out,
+            options=_task_options(args, task), epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, max_length=args.max_length, mixed_precision=args.mixed_precision,
+            seed=args.seed, max_steps=args.max_steps, log_dir=args.log_dir, verbose=0 if args.no_progress else 1,
+            strategy=args.strategy, num_logical_cpus=args.num_logical_cpus, grad_accum=args.grad_accum,
+            resume=args.resume, backup_every=args.backup_every or None, checkpoint_every=args.checkpoint_every,
+            class_weight=args.class_weight)
+    except FileExistsError as error:  # an interrupted run's backup without --resume
+        print(f"rubert-tf finetune: error: {error}", file=sys.stderr)
+        return 2
     _print(json.dumps(metrics, ensure_ascii=False, indent=2))
     return 0
 
@@ -170,10 +178,23 @@ def _add_task_commands(commands):
             command.add_argument("--epochs", type=int, default=3)
             command.add_argument("--learning-rate", type=float, default=5e-5)
             command.add_argument("--max-steps", type=int, help="cap on steps per epoch (quick runs)")
-            command.add_argument("--mixed-precision", choices=["bf16", "fp16"])
+            command.add_argument("--mixed-precision", choices=["auto", "bf16", "fp16"],
+                                 help="auto: fp16 with loss scaling on GPU, bf16 on CPU/TPU")
             command.add_argument("--seed", type=int, default=0)
             command.add_argument("--log-dir", help="TensorBoard folder (default OUT/logs)")
             command.add_argument("--no-progress", action="store_true")
+            command.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi_worker", "tpu"])
+            command.add_argument("--num-logical-cpus", type=int, help="split the CPU into N replicas (mirrored, for testing)")
+            command.add_argument("--grad-accum", type=int, default=1,
+                                 help="micro-batches of --batch-size per optimizer update (default: 1)")
+            command.add_argument("--resume", action="store_true",
+                                 help="continue an interrupted run from its backup in --out (at the exact step)")
+            command.add_argument("--backup-every", type=int, default=100,
+                                 help="steps between backups for --resume (0: one per epoch; default: 100)")
+            command.add_argument("--checkpoint-every", type=int,
+                                 help="steps between kept checkpoints in OUT/checkpoints (default: only the final one)")
+            command.add_argument("--class-weight", choices=["balanced"],
+                                 help="balanced: weigh classes by n / (classes * count) (single-label classification)")
         if handler is command_evaluate:
             command.add_argument("--eval", required=True, nargs="+", help="data file (seq2seq: or two aligned files)")
         if handler is command_predict:

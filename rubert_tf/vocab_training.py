@@ -22,17 +22,45 @@ def _is_word_char(ch):
     return _tok._CLASS_VALUES[i] == _tok._NORMAL
 
 
-def count_words(files, batch_size=4096):
-    """Counter of words in UTF-8 text files (one paragraph a line), split as the tokenizer does."""
+def expand_files(files):
+    """Sorted files of paths, globs and directories (any tf.io.gfile URL, e.g. gs://bucket/*.txt).
+
+    A path that matches nothing is a FileNotFoundError naming it."""
+    import tensorflow as tf
+
     if isinstance(files, (str, os.PathLike)):
         files = [files]
+    found = []
+    for pattern in files:
+        pattern = os.fspath(pattern)
+        if tf.io.gfile.isdir(pattern):
+            matched = [p for p in tf.io.gfile.glob(pattern.rstrip("/") + "/*") if not tf.io.gfile.isdir(p)]
+        elif any(ch in pattern for ch in "*?["):
+            matched = [p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p)]
+        else:
+            matched = [pattern] if tf.io.gfile.exists(pattern) else []
+        if not matched:
+            raise FileNotFoundError(f"training file not found: {pattern}" if not any(ch in pattern for ch in "*?[")
+                                    else f"no training file matches {pattern!r}")
+        found.extend(sorted(matched))
+    return list(dict.fromkeys(found))
+
+
+def count_words(files, batch_size=4096):
+    """Counter of words in UTF-8 text files (one paragraph a line), split as the tokenizer does.
+
+    `files`: paths, globs or directories, local or any tf.io.gfile URL (see `expand_files`)."""
+    import tensorflow as tf
+
     counts = collections.Counter()
-    for path in files:
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"training file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            lines = [line for line in f.read().split("\n") if line.strip()]
+    for path in expand_files(files):
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 at byte offset {error.start}") from None
+        lines = [line for line in text.split("\n") if line.strip()]
         for i in range(0, len(lines), batch_size):
             words = _tok.pretokenize(lines[i:i + batch_size]).flat_values.numpy().tolist()
             counts.update(words)
@@ -128,7 +156,7 @@ def train_vocab(files, vocab_size, output_path=None, min_frequency=2, batch_size
     """Learns a cased WordPiece vocabulary from UTF-8 text files (one paragraph per line).
 
     Args:
-      files: path or list of paths.
+      files: path, glob or directory, or a list of them (any tf.io.gfile URL).
       vocab_size: maximum vocabulary size (special tokens and alphabet included).
       output_path: if given, the vocabulary is written there as vocab.txt (one token a line).
       min_frequency: pairs seen fewer times than this are never merged.

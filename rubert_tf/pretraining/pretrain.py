@@ -40,7 +40,7 @@ from rubert_tf.models.encoder import FirstToken, encoder_inputs
 from rubert_tf.models.masked_lm import RuBertForMaskedLM
 from rubert_tf.training import (create_optimizer, create_strategy, mixed_precision_policy, set_mixed_precision,
                                 training_callbacks)
-from rubert_tf.training.strategy import worker_info
+from rubert_tf.training.strategy import MIXED_PRECISION_POLICIES, worker_info
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +251,12 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
                          "change a pretrained checkpoint; use config= to start from an architecture")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
-    mixed_precision_policy(mixed_precision)  # an unknown name fails here, before any work
+    if mixed_precision and mixed_precision != "auto" and mixed_precision not in MIXED_PRECISION_POLICIES:
+        mixed_precision_policy(mixed_precision)  # raises, naming the choices; before any work ("auto" would
+        # look at the devices, which must wait for create_strategy to split the CPU)
+    if backup_every is not None and int(backup_every) < 0:
+        raise ValueError(f"backup_every must be >= 0 (0 or None: one backup per checkpoint_every epoch), got "
+                         f"{backup_every}")
     # First of all TF work: splitting the CPU into logical devices (num_logical_cpus) is only possible before.
     strategy_obj = create_strategy(strategy, num_logical_cpus=num_logical_cpus)
 
@@ -277,12 +282,16 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
     keras.utils.set_random_seed(seed)
     policy = set_mixed_precision(mixed_precision, strategy_obj)
     try:
-        steps_per_epoch = max(1, min(int(checkpoint_every), int(steps)))
-        epochs = math.ceil(steps / steps_per_epoch)
+        steps_per_epoch, epochs = _epochs(steps, checkpoint_every)
         total_steps = steps_per_epoch * epochs
         if total_steps != steps:
-            logger.warning("steps=%d rounded up to %d, a whole number of checkpoint_every=%d epochs", steps,
-                           total_steps, steps_per_epoch)
+            logger.warning("steps=%d rounded up to %d: %d epochs of %d steps (checkpoint_every=%s)", steps,
+                           total_steps, epochs, steps_per_epoch, checkpoint_every)
+        # Backups: every `backup_every` steps; 0/None, or more than an epoch, means one per epoch (a backup
+        # interval longer than the checkpoint interval would only lose more work on a crash).
+        backup_every = int(backup_every) if backup_every else None
+        if backup_every is not None and backup_every >= steps_per_epoch:
+            backup_every = None
         with strategy_obj.scope():
             if model is not None:
                 model_config = RuBertConfig.from_pretrained(_resolve(model))
@@ -347,6 +356,16 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
         return results
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def _epochs(steps, checkpoint_every):
+    """(steps per Keras epoch, epochs) for `steps` optimizer steps with an epoch (kept checkpoint +
+    validation) at most every `checkpoint_every` steps: as few epochs as that allows, of equal length,
+    so the run has exactly `steps` steps whenever the epochs can divide it (otherwise fewer than
+    `epochs` extra steps; Keras' epochs all have the same length)."""
+    steps, every = int(steps), max(1, int(checkpoint_every or steps))
+    epochs = math.ceil(steps / min(every, steps))
+    return math.ceil(steps / epochs), epochs
 
 
 def _resolve(model):

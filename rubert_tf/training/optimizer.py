@@ -10,7 +10,14 @@ NO_DECAY_NAMES = ["bias", "gamma", "beta"]
 
 def create_optimizer(learning_rate=5e-5, total_steps=1000, warmup_ratio=0.1, weight_decay=0.01,
                      clipnorm=1.0, epsilon=1e-6):
-    """AdamW as in BERT fine-tuning; `total_steps` is the number of optimizer steps of the whole run."""
+    """AdamW as in BERT fine-tuning; `total_steps` is the number of optimizer steps of the whole run.
+
+    Switches on rubert_tf.training.strategy.enable_optimizer_fixes() (idempotent), so an optimizer made
+    here trains like standard AdamW on one device whatever the strategy, also when no strategy was
+    created through `create_strategy`."""
+    from rubert_tf.training.strategy import enable_optimizer_fixes
+
+    enable_optimizer_fixes()
     schedule = WarmupLinearDecay(learning_rate, int(round(warmup_ratio * total_steps)), total_steps)
     optimizer = keras.optimizers.AdamW(
         learning_rate=schedule, weight_decay=weight_decay, epsilon=epsilon, global_clipnorm=clipnorm)
