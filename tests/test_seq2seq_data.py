@@ -92,6 +92,10 @@ def test_a_single_plain_file_or_three_files_are_refused_with_advice(tmp_path, nt
         read_seq2seq(ntrex[0])
     with pytest.raises(ValueError, match="expected two aligned files .* got 3 paths"):
         read_seq2seq([ntrex[0], ntrex[1], ntrex[1]])
+    with pytest.raises(ValueError, match="a prefix needs both --source-lang and --target-lang"):
+        read_seq2seq(ntrex[0][:-3], source_lang="ru")
+    with pytest.raises(FileNotFoundError, match="train.de: no such file"):
+        read_seq2seq(ntrex[0][:-3], source_lang="ru", target_lang="de")
     with pytest.raises(FileNotFoundError, match="missing.ru: no such file"):
         read_seq2seq([str(tmp_path / "missing.ru"), ntrex[1]])
 

@@ -162,5 +162,10 @@ def test_rouge_metric_and_settings_resolution(shared_data, tmp_path):
     fresh.configure({})
     assert fresh.generation_kwargs(StandInModel(tokenizer, {}), max_length=48) == {
         "num_beams": 1, "length_penalty": 1.0, "no_repeat_ngram_size": 0, "max_length": 49, "max_input_length": 48}
+    # predict's --max-length 512 would give 513 decoder positions: capped at the decoder's table.
+    short = StandInModel(tokenizer, {})
+    short.config.decoder = types.SimpleNamespace(max_position_embeddings=40)
+    assert fresh.generation_kwargs(short, max_length=512)["max_length"] == 40
+    assert fresh.generation_kwargs(short, 512, overrides={"max_length": 60})["max_length"] == 60
     with pytest.raises(ValueError, match=r"unknown option\(s\) for task 'seq2seq': \['beams'\]"):
         fresh.configure({"beams": 2})

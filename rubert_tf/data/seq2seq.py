@@ -126,7 +126,10 @@ def read_seq2seq(paths, source_column=None, target_column=None, source_lang=None
         return read_parallel_table(paths, source_column, target_column)
     if source_lang and target_lang:
         return read_parallel_files(f"{paths}.{source_lang}", f"{paths}.{target_lang}")
-    if not os.path.exists(paths) and source_lang is None:
+    if source_lang or target_lang:
+        raise ValueError(f"{paths}: a prefix needs both --source-lang and --target-lang "
+                         f"(got {source_lang or target_lang!r} alone)")
+    if not os.path.exists(paths):
         raise FileNotFoundError(f"{paths}: no such file")
     raise ValueError(f"{paths}: one plain-text file holds one side only; pass two line-aligned files (source, then "
                      "target), a prefix with --source-lang/--target-lang, a CSV/TSV/JSONL with source and target "

@@ -94,6 +94,11 @@ class Seq2SeqTask(Task):
         kwargs = {key: settings[key] for key in GENERATION_KEYS}
         if settings["generation_max_length"] is not None:
             kwargs["max_length"] = settings["generation_max_length"]
+            # A long --max-length (predict's 512 + 1) stops at the decoder's last position; an explicit
+            # `overrides` max_length is the caller's (the model names the limit it breaks).
+            positions = getattr(getattr(model.config, "decoder", None), "max_position_embeddings", None)
+            if positions:
+                kwargs["max_length"] = min(kwargs["max_length"], positions)
         if settings["max_source_length"] is not None:
             kwargs["max_input_length"] = settings["max_source_length"]
         kwargs.update({key: value for key, value in (overrides or {}).items() if value is not None})
