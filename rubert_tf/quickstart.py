@@ -191,6 +191,38 @@ def _rest_request(port, name, version, text):
     return f"http://127.0.0.1:{port}{path}", body, answer
 
 
+def serve_and_request(name, base_path, version, text, log_path, timeout=300, on_start=None):
+    """Start `rubert-tf serve` for `base_path`, POST one predict request for `text` to `version`, stop the
+    server whatever happens (an error, Ctrl-C or SIGTERM included); returns {"command", "pid", "exit_code",
+    "url", "request", "response"}. `on_start(server)` is called once the process runs (tests)."""
+    restore = _exit_on_sigterm()  # so `finally` stops the server when this process is terminated too
+    try:
+        server = _Server(name, base_path, log_path)
+        try:
+            if on_start is not None:
+                on_start(server)
+            port = server.wait_ready(timeout)
+            url, body, answer = _rest_request(port, name, version, text)
+        finally:
+            code = server.stop()
+    finally:
+        restore()
+    return {"command": server.shown(), "pid": server.process.pid, "exit_code": code, "url": url, "request": body,
+            "response": answer}
+
+
+def _exit_on_sigterm():
+    """SIGTERM raises SystemExit (cleanup in `finally` runs) until the returned function restores the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 # ---------------------------------------------------------------------------------------------- the run
 
 
@@ -323,17 +355,14 @@ def run_quickstart(out="savedmodels", name=None, work_dir=None, model=None, data
     if text is None:
         text = SAMPLE_REQUEST_TEXT if data is None else eval_examples[0]["text"]
     stages("serve", "starting rubert-tf serve on 127.0.0.1 and sending one REST request")
-    server = _Server(name, base_path, os.path.join(work_dir, "serve.log"))
-    summary["server"] = server.shown()
-    try:
-        port = server.wait_ready(server_timeout)
-        url, body, answer = _rest_request(port, name, version, text)
-    finally:
-        code = server.stop()
-    summary["server"] += f"  (pid {server.process.pid}, stopped, exit code {code})"
+    served = serve_and_request(name, base_path, version, text, os.path.join(work_dir, "serve.log"), server_timeout)
+    url, body, answer = served["url"], served["request"], served["response"]
+    summary["server"] = f"{served['command']}  (pid {served['pid']}, stopped, exit code {served['exit_code']})"
     summary["request"] = f"POST {url}"
     summary["request_json"] = json.dumps(body, ensure_ascii=False)
     summary["response_json"] = json.dumps(answer, ensure_ascii=False)
+    summary["next"] = (f"rubert-tf finetune ner --model {start_from} --train {sample['ner_train']} --eval "
+                       f"{sample['ner_test']} --out ner --epochs 15 --learning-rate 1e-3   (the NER sample)")
     summary["seconds"] = stages.done()
     summary["stage_seconds"] = stages.seconds
     with open(os.path.join(work_dir, "summary.json"), "w", encoding="utf-8") as f:
@@ -342,7 +371,7 @@ def run_quickstart(out="savedmodels", name=None, work_dir=None, model=None, data
 
 
 SUMMARY_LINES = ("data", "model", "vocab", "pretraining", "classifier", "export", "server", "request", "request_json",
-                 "response_json")
+                 "response_json", "next")
 
 
 def print_summary(summary):

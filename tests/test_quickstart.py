@@ -136,3 +136,37 @@ def test_a_data_file_without_the_label_column_names_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(bad) in err and "label" in err
     assert not (tmp_path / "savedmodels").exists()
+
+
+def test_sample_data_is_varied_labelled_and_keeps_test_sentences_out_of_the_corpus(tmp_path):
+    from rubert_tf.data.readers import read_conll, read_table
+    from rubert_tf.sample_data import write_sample_data
+
+    paths = write_sample_data(str(tmp_path))
+    train = read_table(paths["sentiment_train"], {"text": "text", "label": "label"})
+    test = read_table(paths["sentiment_test"], {"text": "text", "label": "label"})
+    assert (len(train), len(test)) == (480, 120)
+    assert {row["label"] for row in test} == set(SENTIMENT_LABELS)
+    assert len({row["text"] for row in train + test}) == 600
+    ner = read_conll(paths["ner_train"]) + read_conll(paths["ner_test"])  # strict BIO
+    assert len(ner) == 400
+    assert {tag[2:] for sentence in ner for tag in sentence["tags"] if tag != "O"} == {"PER", "ORG", "LOC"}
+    corpus = open(paths["corpus"], encoding="utf-8").read().splitlines()
+    assert len(corpus) > 3000 and not {row["text"] for row in test} & set(corpus)
+
+
+def test_the_server_is_stopped_when_the_request_fails(tmp_path):
+    """No version to serve: the REST request fails (404), and the server process is gone all the same."""
+    from rubert_tf.quickstart import serve_and_request
+    from rubert_tf.serving import ServingError
+
+    (tmp_path / "empty").mkdir()
+    started = []
+    with pytest.raises(ServingError) as error:
+        serve_and_request("missing", str(tmp_path / "empty"), 1, "текст", str(tmp_path / "serve.log"), timeout=300,
+                          on_start=started.append)
+    assert error.value.status_code == 404
+    (server,) = started
+    assert server.process.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(server.process.pid, 0)
