@@ -8,6 +8,14 @@ RuSentNE-2023 and RuCoLA, and compare with the same model fine-tuned from random
     python benchmarks/pretrain_then_finetune.py --pretrain-steps 60 --finetune-epochs 1 --finetune-max-steps 30 \
         --eval-steps 20
 
+    # what fits a shared 2-core CPU (~25 min): a smaller-than-tiny2 model (2 x 256), a ruslit vocab, T=64;
+    # NOT enough pretraining for a clear win (run on 2026-11-30: held-out MLM acc 0.116 after 400 steps,
+    # pretrained vs random RuSentNE F1 0.41/0.43, pos/neg 0.31/0.28, RuCoLA MCC 0.13/0.15)
+    python benchmarks/pretrain_then_finetune.py --vocab-size 8000 --max-length 64 --num-layers 2 --hidden-size 256 \
+        --num-heads 4 --intermediate-size 1024 --pretrain-steps 400 --pretrain-batch-size 64 \
+        --pretrain-learning-rate 1e-3 --eval-steps 10 --finetune-epochs 3 --finetune-train-limit 3200 \
+        --finetune-learning-rate 5e-4 --work /tmp/ptf   # then --reuse-pretrained to re-run only the fine-tuning
+
 Not a test. Steps:
 1. ../shared/data/ruslit: every 20th document is held out, the rest is the pretraining corpus; both are
    packed by `prepare_corpus` (T=128) with rubert-tiny2's real vocabulary (cased; `--vocab-size N` learns
@@ -93,6 +101,9 @@ def main(argv=None):
     parser.add_argument("--class-weight", choices=["balanced", "none"], default="balanced",
                         help="balanced (default): weigh classes by n / (classes * count), so a classifier gains "
                              "nothing from predicting the majority class")
+    parser.add_argument("--reuse-pretrained", action="store_true",
+                        help="with --work of an earlier run: keep its vocab, random init and pretrained model "
+                             "(metrics from its metrics.json) and only fine-tune again")
     parser.add_argument("--mixed-precision", choices=["auto", "bf16", "fp16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", help="working folder (default: a temporary one)")
@@ -109,8 +120,12 @@ def main(argv=None):
     work = args.work or tempfile.mkdtemp(prefix="pretrain_then_finetune-")
     os.makedirs(work, exist_ok=True)
     started = time.time()
-    ruslit = split_ruslit(work)
-    if args.vocab_size:
+    pretrained_dir = os.path.join(work, "pretrained")
+    reuse = args.reuse_pretrained and os.path.exists(os.path.join(pretrained_dir, "metrics.json"))
+    ruslit = split_ruslit(work) if not reuse else {}
+    if reuse and args.vocab_size:
+        vocab = os.path.join(work, "vocab.txt")
+    elif args.vocab_size:
         vocab = os.path.join(work, "vocab.txt")
         rt.train_vocab([ruslit["train"]], vocab_size=args.vocab_size, output_path=vocab)
         print(f"vocab: {args.vocab_size} WordPiece tokens learnt on the ruslit training split "
@@ -119,7 +134,7 @@ def main(argv=None):
         vocab = os.path.join(DATA, "rubert-tiny2", "vocab.txt")
     tokenizer = rt.RuBertTokenizer(vocab)  # cased, as RuBERT
     corpora = {name: os.path.join(work, f"shards_{name}") for name in ruslit}
-    for name, path in ruslit.items():
+    for name, path in ruslit.items():  # (nothing to do when reusing an earlier run)
         info = prepare_corpus(path, corpora[name], tokenizer, max_length=args.max_length, overwrite=True,
                               progress=False)
         print(f"{name}: {info['num_sequences']} sequences of {args.max_length} tokens ({info['num_tokens']} tokens)",
@@ -137,17 +152,23 @@ def main(argv=None):
     # (b) the random-init baseline: same architecture, vocab and initialisation seed.
     keras.utils.set_random_seed(args.seed)
     random_dir = os.path.join(work, "random-init")
-    rt.RuBertEncoder(config).save_pretrained(random_dir, tokenizer=tokenizer)
+    if not reuse:
+        rt.RuBertEncoder(config).save_pretrained(random_dir, tokenizer=tokenizer)
 
     # (a) pretrained on ruslit from the same seed.
-    pretrained_dir = os.path.join(work, "pretrained")
     pretrain_started = time.time()
-    mlm = pretrain(train=corpora["train"], eval=corpora["heldout"], out=pretrained_dir,
-                   config="cointegrated/rubert-tiny2", vocab=vocab, overrides=overrides, max_length=args.max_length,
-                   batch_size=args.pretrain_batch_size, steps=args.pretrain_steps,
-                   learning_rate=args.pretrain_learning_rate, warmup_ratio=0.05, whole_word=args.whole_word_masking,
-                   eval_steps=args.eval_steps, checkpoint_every=max(1, min(2000, args.pretrain_steps)),
-                   backup_every=200, mixed_precision=args.mixed_precision, seed=args.seed, verbose=2)
+    if reuse:
+        with open(os.path.join(pretrained_dir, "metrics.json"), encoding="utf-8") as f:
+            mlm = json.load(f)
+        print(f"reusing {pretrained_dir} ({mlm['steps']} pretraining steps) and {random_dir}", flush=True)
+    else:
+        mlm = pretrain(train=corpora["train"], eval=corpora["heldout"], out=pretrained_dir,
+                       config="cointegrated/rubert-tiny2", vocab=vocab, overrides=overrides,
+                       max_length=args.max_length, batch_size=args.pretrain_batch_size, steps=args.pretrain_steps,
+                       learning_rate=args.pretrain_learning_rate, warmup_ratio=0.05,
+                       whole_word=args.whole_word_masking, eval_steps=args.eval_steps,
+                       checkpoint_every=max(1, min(2000, args.pretrain_steps)), backup_every=200,
+                       mixed_precision=args.mixed_precision, seed=args.seed, verbose=2)
     pretrain_seconds = time.time() - pretrain_started
     before, after = mlm["eval_before"], mlm["eval_after"]
     print(f"held-out ruslit MLM: loss {before['mlm_loss']:.3f} -> {after['mlm_loss']:.3f}, accuracy "
