@@ -10,11 +10,21 @@ __version__ = "0.1.0"
 from rubert_tf.config import PRESETS, RuBertConfig
 # The function shadows its subpackage's name on purpose: `rt.export(model, tok, "savedmodels/x")`.
 from rubert_tf.export import export
-from rubert_tf.models import RuBertEncoder, RuBertForMaskedLM, RuBertSeq2Seq
-from rubert_tf.models.classifier import RuBertClassifier
-from rubert_tf.models.question_answerer import RuBertQuestionAnswerer
-from rubert_tf.models.sentence_encoder import RuBertSentenceEncoder
-from rubert_tf.models.token_classifier import RuBertTokenClassifier
+
+# Models (and with them Keras) load on first use: `rubert_tf.serving` reads SavedModels only and must
+# not pull in the Keras models, exactly as TF Serving does not.
+_LAZY = {
+    "RuBertEncoder": "rubert_tf.models.encoder",
+    "RuBertForMaskedLM": "rubert_tf.models.masked_lm",
+    "RuBertSeq2Seq": "rubert_tf.models.seq2seq",
+    "RuBertClassifier": "rubert_tf.models.classifier",
+    "RuBertQuestionAnswerer": "rubert_tf.models.question_answerer",
+    "RuBertSentenceEncoder": "rubert_tf.models.sentence_encoder",
+    "RuBertTokenClassifier": "rubert_tf.models.token_classifier",
+    # The tokenizer pulls in tensorflow_text.
+    "RuBertTokenizer": "rubert_tf.tokenizer",
+    "train_vocab": "rubert_tf.vocab_training",
+}
 
 __all__ = ["PRESETS", "RuBertClassifier", "RuBertConfig", "RuBertEncoder", "RuBertForMaskedLM",
            "RuBertQuestionAnswerer", "RuBertSentenceEncoder", "RuBertSeq2Seq", "RuBertTokenClassifier",
@@ -22,13 +32,14 @@ __all__ = ["PRESETS", "RuBertClassifier", "RuBertConfig", "RuBertEncoder", "RuBe
 
 
 def __getattr__(name):
-    # The tokenizer pulls in tensorflow_text; import it on first use so `import rubert_tf` stays light.
-    if name == "RuBertTokenizer":
-        from rubert_tf.tokenizer import RuBertTokenizer
+    if name in _LAZY:
+        import importlib
 
-        return RuBertTokenizer
-    if name == "train_vocab":
-        from rubert_tf.vocab_training import train_vocab
-
-        return train_vocab
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'rubert_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
