@@ -4,6 +4,7 @@ import keras
 
 from rubert_tf.layers.activations import get_activation
 from rubert_tf.layers.attention import MultiHeadAttention
+from rubert_tf.layers.dense import dense_2d
 
 
 class _FeedForwardMixin:
@@ -39,7 +40,7 @@ class _FeedForwardMixin:
         return layer_norm(x + self.dropout_layer(sublayer_fn(x), training=training))
 
     def _feed_forward(self, x):
-        return self.output_dense(self._activation_fn(self.intermediate_dense(x)))
+        return dense_2d(self.output_dense, dense_2d(self.intermediate_dense, x, self._activation_fn))
 
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
