@@ -238,16 +238,23 @@ def _add_generate_command(commands):
     generate.set_defaults(handler=command_generate)
 
 
-EXPORT_TASKS = ("classification", "ner", "qa", "sentence")
+EXPORT_TASKS = ("classification", "ner", "qa", "sentence", "seq2seq")
 
 
 def command_export(args):
     from rubert_tf.export import export
     from rubert_tf.tasks import get_task
 
-    model = get_task(args.task).model_class.from_pretrained(args.model)
+    task = get_task(args.task)
+    model = task.model_class.from_pretrained(args.model)
+    generation = None
+    if args.task == "seq2seq":  # the search settings fine-tuning stored, flags win
+        overrides = {"num_beams": args.num_beams, "max_length": args.generation_max_length}
+        generation = task.generation_kwargs(model, overrides=overrides)
+        generation.pop("max_input_length", None)  # the signature truncates inputs at --max-length
     path = export(model, base_path=args.out, version=args.version, max_length=args.max_length,
-                  text_pair=args.text_pair, allow_no_answer=args.allow_no_answer, warmup=not args.no_warmup)
+                  text_pair=args.text_pair, allow_no_answer=args.allow_no_answer, warmup=not args.no_warmup,
+                  generation=generation)
     _print(f"exported {args.task} model to {path}")
     return 0
 
@@ -425,6 +432,8 @@ def build_parser():
     export.add_argument("--text-pair", action="store_true", help="classifier takes text and text_pair")
     export.add_argument("--allow-no-answer", action="store_true", help="QA may answer \"\" (SQuAD v2)")
     export.add_argument("--no-warmup", action="store_true", help="skip assets.extra/tf_serving_warmup_requests")
+    export.add_argument("--num-beams", type=int, help="seq2seq: beam search in the graph (default: as fine-tuned)")
+    export.add_argument("--generation-max-length", type=int, help="seq2seq: output tokens incl. the start token")
     export.set_defaults(handler=command_export)
 
     smcli = commands.add_parser("saved-model-cli", add_help=False,

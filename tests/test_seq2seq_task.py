@@ -92,6 +92,25 @@ def test_generate_then_evaluate_agree_with_sacrebleu(finetuned, capsys, shared_d
     assert metrics["loss"] == pytest.approx(finetuned["metrics"]["loss"], abs=1e-4)
 
 
+def test_cli_export_serves_what_generate_prints(finetuned, capsys, tmp_path):
+    """`rubert-tf export seq2seq` bakes the search into the SavedModel: its `output` equals `generate`."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
+
+    with open(finetuned["eval"][0], encoding="utf-8") as f:
+        sources = f.read().splitlines()[:3]
+    capsys.readouterr()
+    assert main(["generate", "--model", finetuned["out"], "--num-beams", "2", *sources]) == 0
+    expected = [r["generated"] for r in json_lines(capsys.readouterr().out)]
+    base = str(tmp_path / "translator")
+    assert main(["export", "seq2seq", "--model", finetuned["out"], "--out", base, "--max-length", "16",
+                 "--num-beams", "2", "--no-warmup"]) == 0
+    assert os.path.isfile(os.path.join(base, "1", "saved_model.pb"))
+    served = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
+    outputs = served(text=tf.constant(sources))["output"].numpy()
+    assert [o.decode("utf-8") for o in outputs] == expected
+
+
 def test_two_files_for_a_one_file_task_and_misaligned_files(tmp_path, capsys, tiny_checkpoint):
     ru = tmp_path / "a.ru"
     en = tmp_path / "a.en"
