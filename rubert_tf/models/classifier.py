@@ -6,7 +6,8 @@ import keras
 import numpy as np
 
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
-from rubert_tf.models.task import TaskModel, config_with_labels, head_dropout_rate, labels_from_config
+from rubert_tf.models.task import (TaskModel, config_with_labels, head_dropout_rate, labels_from_config,
+                                   reconcile_checkpoint_labels)
 
 logger = logging.getLogger(__name__)
 
@@ -58,20 +59,11 @@ class RuBertClassifier(TaskModel):
         config names, the head starts fresh (logged) instead of failing on its shape; the same
         labels in another order keep the checkpoint's order, so each head row keeps its meaning."""
         from rubert_tf.checkpoints.hub import resolve_model_dir
-        from rubert_tf.config import RuBertConfig
 
         directory = resolve_model_dir(name_or_path)
-        saved = labels_from_config(RuBertConfig.from_pretrained(directory))
         wanted, num_labels = kwargs.get("labels"), kwargs.get("num_labels")
-        if saved is not None and wanted is not None:
-            wanted = [str(label) for label in wanted]
-            if sorted(wanted) == sorted(saved):
-                kwargs["labels"] = saved
-            else:
-                logger.warning("%s: checkpoint labels %s differ from the requested %s; the classifier head "
-                               "starts from random weights", directory, saved, wanted)
-                kwargs["load_head"] = False
-        elif saved is not None and num_labels is not None and num_labels != len(saved):
+        saved = reconcile_checkpoint_labels(directory, kwargs)
+        if saved is not None and wanted is None and num_labels is not None and num_labels != len(saved):
             logger.warning("%s: checkpoint has %d labels %s but num_labels=%d was requested; the classifier "
                            "head starts from random weights", directory, len(saved), saved, num_labels)
             kwargs["labels"] = [f"LABEL_{i}" for i in range(num_labels)]

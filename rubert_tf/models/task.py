@@ -2,11 +2,14 @@
 config, `from_pretrained` (weights + the tokenizer beside them) and `save_pretrained`."""
 
 import copy
+import logging
 import os
 
 import keras
 
 from rubert_tf.models.encoder import RuBertEncoder, as_config
+
+logger = logging.getLogger(__name__)
 
 
 def config_with_labels(config, labels, problem_type=None):
@@ -29,6 +32,27 @@ def labels_from_config(config):
     if not id2label:
         return None
     return [id2label[key] for key in sorted(id2label, key=int)]
+
+
+def reconcile_checkpoint_labels(directory, kwargs):
+    """Match requested `labels` in `kwargs` (from_pretrained's) with those the checkpoint's config names.
+
+    The same set in another order keeps the checkpoint's order, so each head row keeps its meaning;
+    another set starts the head fresh (logged, `load_head=False`) instead of failing on its shape.
+    Updates `kwargs` in place; returns the checkpoint's labels (or None)."""
+    from rubert_tf.config import RuBertConfig
+
+    saved = labels_from_config(RuBertConfig.from_pretrained(directory))
+    wanted = kwargs.get("labels")
+    if saved is not None and wanted is not None:
+        wanted = [str(label) for label in wanted]
+        if sorted(wanted) == sorted(saved):
+            kwargs["labels"] = saved
+        else:
+            logger.warning("%s: checkpoint labels %s differ from the requested %s; the classifier head "
+                           "starts from random weights", directory, saved, wanted)
+            kwargs["load_head"] = False
+    return saved
 
 
 def head_dropout_rate(config):

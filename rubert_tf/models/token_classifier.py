@@ -1,15 +1,12 @@
 """RuBertTokenClassifier: BertForTokenClassification in Keras, for BIO/IOB2 named-entity tagging."""
 
-import logging
-
 import keras
 import numpy as np
 
 from rubert_tf.metrics.ner import get_entities
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
-from rubert_tf.models.task import TaskModel, config_with_labels, head_dropout_rate, labels_from_config
-
-logger = logging.getLogger(__name__)
+from rubert_tf.models.task import (TaskModel, config_with_labels, head_dropout_rate, labels_from_config,
+                                   reconcile_checkpoint_labels)
 
 # Label id of sub-tokens that carry no label (continuation pieces, [CLS], [SEP], padding), as in HF.
 IGNORE_INDEX = -100
@@ -54,19 +51,9 @@ class RuBertTokenClassifier(TaskModel):
         each head row keeps its meaning; other tags start a fresh head (logged) instead of failing on
         its shape or, worse, loading rows under the wrong names."""
         from rubert_tf.checkpoints.hub import resolve_model_dir
-        from rubert_tf.config import RuBertConfig
 
         directory = resolve_model_dir(name_or_path)
-        saved = labels_from_config(RuBertConfig.from_pretrained(directory))
-        wanted = kwargs.get("labels")
-        if saved is not None and wanted is not None:
-            wanted = [str(label) for label in wanted]
-            if sorted(wanted) == sorted(saved):
-                kwargs["labels"] = saved
-            else:
-                logger.warning("%s: checkpoint labels %s differ from the requested %s; the classifier head "
-                               "starts from random weights", directory, saved, wanted)
-                kwargs["load_head"] = False
+        reconcile_checkpoint_labels(directory, kwargs)
         model = super().from_pretrained(directory, tokenizer=tokenizer, **kwargs)
         model._load_head = True  # from now on the head is part of the model's checkpoint again
         return model

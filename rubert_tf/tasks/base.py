@@ -11,6 +11,25 @@ class Task:
 
     name = None
     model_class = None
+    # Tasks whose settings travel with the model: the known options with their defaults, and the
+    # config.json key they are stored under (see `configure` and `resolve_settings`).
+    defaults = {}
+    config_key = None
+
+    def configure(self, options):
+        """Keep the options that are set; unknown names are an error that lists the known ones."""
+        self.options = {key: value for key, value in dict(options or {}).items() if value is not None}
+        unknown = sorted(set(self.options) - set(self.defaults))
+        if unknown:
+            raise ValueError(f"unknown option(s) for task {self.name!r}: {unknown}; known: {sorted(self.defaults)}")
+        return self
+
+    def resolve_settings(self, model=None):
+        """Options, else the model's stored settings (config.json under `config_key`), else the defaults."""
+        stored = {}
+        if model is not None and getattr(model, "config", None) is not None:
+            stored = model.config.extra.get(self.config_key) or {}
+        return {key: self.options.get(key, stored.get(key, default)) for key, default in self.defaults.items()}
 
     @staticmethod
     def add_arguments(parser):

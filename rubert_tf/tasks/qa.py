@@ -28,6 +28,9 @@ class QuestionAnsweringTask(Task):
     name = "qa"
     model_class = RuBertQuestionAnswerer
 
+    defaults = DEFAULTS
+    config_key = CONFIG_KEY
+
     def __init__(self):
         self.options = {}
 
@@ -47,19 +50,9 @@ class QuestionAnsweringTask(Task):
 
     # ---- settings
 
-    def configure(self, options):
-        self.options = {key: value for key, value in dict(options or {}).items() if value is not None}
-        unknown = sorted(set(self.options) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown option(s) for task 'qa': {unknown}; known: {sorted(DEFAULTS)}")
-        return self
-
     def settings(self, model=None, max_length=None):
         """Options, else the model's stored settings, else the defaults; stride resolved for max_length."""
-        stored = {}
-        if model is not None and getattr(model, "config", None) is not None:
-            stored = model.config.extra.get(CONFIG_KEY) or {}
-        resolved = {key: self.options.get(key, stored.get(key, default)) for key, default in DEFAULTS.items()}
+        resolved = self.resolve_settings(model)
         if resolved["stride"] is None and max_length is not None:
             resolved["stride"] = min(128, max_length // 2)
         return resolved

@@ -42,6 +42,9 @@ class Seq2SeqTask(Task):
     model_class = RuBertSeq2Seq
     reads_file_pairs = True  # --train/--eval may name two aligned files
 
+    defaults = DEFAULTS
+    config_key = CONFIG_KEY
+
     def __init__(self):
         self.options = {}
 
@@ -68,19 +71,9 @@ class Seq2SeqTask(Task):
 
     # ---- settings
 
-    def configure(self, options):
-        self.options = {key: value for key, value in dict(options or {}).items() if value is not None}
-        unknown = sorted(set(self.options) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown option(s) for task 'seq2seq': {unknown}; known: {sorted(DEFAULTS)}")
-        return self
-
     def settings(self, model=None, max_length=None):
         """Options, else the model's stored settings, else the defaults; lengths resolved for max_length."""
-        stored = {}
-        if model is not None and getattr(model, "config", None) is not None:
-            stored = model.config.extra.get(CONFIG_KEY) or {}
-        resolved = {key: self.options.get(key, stored.get(key, default)) for key, default in DEFAULTS.items()}
+        resolved = self.resolve_settings(model)
         for key in ("max_source_length", "max_target_length"):
             if resolved[key] is None:
                 resolved[key] = max_length
