@@ -128,7 +128,7 @@ def command_finetune(args):
             seed=args.seed, max_steps=args.max_steps, log_dir=args.log_dir, verbose=0 if args.no_progress else 1,
             strategy=args.strategy, num_logical_cpus=args.num_logical_cpus, grad_accum=args.grad_accum,
             resume=args.resume, backup_every=args.backup_every or None, checkpoint_every=args.checkpoint_every,
-            class_weight=args.class_weight)
+            class_weight=args.class_weight, sparse_embedding_updates=args.sparse_embedding_updates)
     except FileExistsError as error:  # an interrupted run's backup without --resume
         print(f"rubert-tf finetune: error: {error}", file=sys.stderr)
         return 2
@@ -195,6 +195,9 @@ def _add_task_commands(commands):
                                  help="steps between kept checkpoints in OUT/checkpoints (default: only the final one)")
             command.add_argument("--class-weight", choices=["balanced"],
                                  help="balanced: weigh classes by n / (classes * count) (single-label classification)")
+            command.add_argument("--sparse-embedding-updates", action="store_true",
+                                 help="update only the embedding rows of each batch's tokens (lazy Adam): faster "
+                                      "with a large vocabulary, not exactly AdamW")
         if handler is command_evaluate:
             command.add_argument("--eval", required=True, nargs="+", help="data file (seq2seq: or two aligned files)")
         if handler is command_predict:

@@ -35,7 +35,8 @@ MIXED_PRECISION = dict(MIXED_PRECISION_POLICIES)
 def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_size=32, learning_rate=5e-5,
              max_length=128, warmup_ratio=0.1, weight_decay=0.01, mixed_precision=None, seed=0, max_steps=None,
              log_dir=None, verbose=1, strategy="default", num_logical_cpus=None, grad_accum=1, resume=False,
-             backup_every=100, checkpoint_every=None, class_weight=None, callbacks=None):
+             backup_every=100, checkpoint_every=None, class_weight=None, callbacks=None,
+             sparse_embedding_updates=False):
     """Fine-tune `model` (checkpoint dir or hub id) on `train`; returns {"train_loss_...": ..., eval metrics}.
 
     Args:
@@ -56,6 +57,8 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
         are lost when the run is killed.
       checkpoint_every: steps between kept checkpoints in out/checkpoints (None: only the final one).
       class_weight: None, "balanced" (n / (classes * count), single-label classification) or {class id: weight}.
+      sparse_embedding_updates: update only the embedding rows of the tokens in each batch (lazy Adam,
+        rubert_tf.training.AdamW(sparse_updates=True)): a faster step with a large vocabulary.
       callbacks: more Keras callbacks, after the run's own.
     The fine-tuned model is written to `out` in HF layout with its tokenizer and label names, the
     metrics to `out/metrics.json`. TensorBoard logs go to `log_dir` (default `out/logs`).
@@ -104,7 +107,8 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
                            "applied", micro_steps, grad_accum, micro_steps % grad_accum)
         weights = _class_weights(class_weight, network, train_examples)
         with strategy_obj.scope():
-            optimizer = create_optimizer(learning_rate, total_steps, warmup_ratio, weight_decay)
+            optimizer = create_optimizer(learning_rate, total_steps, warmup_ratio, weight_decay,
+                                         sparse_updates=sparse_embedding_updates)
             enable_gradient_accumulation(optimizer, grad_accum)
             # No XLA: batches are padded to their own length, and XLA (Keras 3's jit_compile="auto") would
             # compile the train step again for every new width, ~10x slower than plain graph mode on CPU.
@@ -128,6 +132,7 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
         metrics = {"train_loss_first_epoch": float(losses[0]), "train_loss_last_epoch": float(losses[-1]),
                    "train_seconds": round(time.time() - started, 1), "mixed_precision": policy,
                    "strategy": strategy, "replicas": replicas, "batch_size": batch_size, "grad_accum": grad_accum,
+                   "sparse_embedding_updates": bool(sparse_embedding_updates),
                    "optimizer_steps": int(np.asarray(network.optimizer.iterations))}  # updates, not micro-batches
         if resumed is not None:
             metrics["resumed_from_step"] = int(resumed["global_step"])

@@ -113,6 +113,10 @@ def test_mirrored_two_replicas_match_one_device(tmp_path):
         assert run["iterations"] == single["iterations"] == 8, name
         assert run["loss"] == pytest.approx(single["loss"], abs=1e-5), name
         assert result["max_weight_diff"][name] < 1e-5, (name, result["max_weight_diff"])
+    # sparse embedding updates: mirrored == one device, and they are not the dense update
+    assert result["runs"]["mirrored_sparse"]["loss"] == pytest.approx(result["runs"]["single_sparse"]["loss"], abs=1e-5)
+    assert result["max_weight_diff"]["mirrored_sparse_vs_single_sparse"] < 1e-5, result["max_weight_diff"]
+    assert result["max_weight_diff"]["single_sparse_vs_single"] > 1e-4, result["max_weight_diff"]
     # mixed precision under the strategy, with accumulation; fp16 gets Keras' dynamic loss scaling
     assert result["runs"]["mirrored_bf16"]["optimizer"] == "AdamW"
     assert result["runs"]["mirrored_fp16"]["optimizer"] == "LossScaleOptimizer"
@@ -223,11 +227,11 @@ def _script_mirrored(out_path):
     x, y = _tiny_data()
     config = rt.RuBertConfig(**TINY)
 
-    def train(strategy, batch, accumulation=1, fixes=True):
+    def train(strategy, batch, accumulation=1, fixes=True, sparse=False):
         with strategy.scope():
             keras.utils.set_random_seed(0)
             model = rt.RuBertClassifier(config, num_labels=3)
-            optimizer = create_optimizer(1e-2, total_steps=8, warmup_ratio=0.25, clipnorm=0.05)
+            optimizer = create_optimizer(1e-2, total_steps=8, warmup_ratio=0.25, clipnorm=0.05, sparse_updates=sparse)
             if not fixes:  # create_optimizer switches the fixes on; Keras alone is the comparison here
                 disable_optimizer_fixes()
             enable_gradient_accumulation(optimizer, accumulation)
@@ -243,6 +247,9 @@ def _script_mirrored(out_path):
     runs["single"], weights["single"] = train(one_device, GLOBAL_BATCH)
     runs["mirrored"], weights["mirrored"] = train(strategy, GLOBAL_BATCH)
     runs["mirrored_accumulation"], weights["mirrored_accumulation"] = train(strategy, GLOBAL_BATCH // 2, 2)
+    # sparse (lazy) embedding updates: the same under the strategy as on one device
+    runs["single_sparse"], weights["single_sparse"] = train(one_device, GLOBAL_BATCH, sparse=True)
+    runs["mirrored_sparse"], weights["mirrored_sparse"] = train(strategy, GLOBAL_BATCH, sparse=True)
     for precision in ("bf16", "fp16"):  # mixed precision + accumulation under the strategy (fp16: loss scaling)
         set_mixed_precision(precision)
         try:
@@ -256,6 +263,8 @@ def _script_mirrored(out_path):
         enable_optimizer_fixes()
     diffs = {name: float(np.abs(weights[name] - weights["single"]).max())
              for name in ("mirrored", "mirrored_accumulation")}
+    diffs["mirrored_sparse_vs_single_sparse"] = float(np.abs(weights["mirrored_sparse"] - weights["single_sparse"]).max())
+    diffs["single_sparse_vs_single"] = float(np.abs(weights["single_sparse"] - weights["single"]).max())
     diffs["keras_mirrored_vs_keras_single"] = float(np.abs(weights["keras_mirrored"] - weights["keras_single"]).max())
     with open(out_path, "w") as f:
         json.dump({"replicas": strategy.num_replicas_in_sync, "runs": runs, "max_weight_diff": diffs}, f)

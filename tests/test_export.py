@@ -37,6 +37,9 @@ ALLOWED_OPS = {
     "StopGradient", "StridedSlice", "StringJoin", "Sub", "Substr", "Sum", "Tanh", "Tile", "Transpose",
     "UnicodeDecode", "UnicodeEncode", "UnsortedSegmentMax", "UnsortedSegmentSum", "UpperBound", "VarHandleOp",
     "VarIsInitializedOp", "Where", "ZerosLike", "Sigmoid",
+    # TF core kernels (resource_variable_ops, scatter_nd_op), linked into every TF Serving build: the token
+    # embedding's sparse read and the tokenizer's added-token marks.
+    "ResourceGather", "TensorScatterUpdate",
 }
 
 

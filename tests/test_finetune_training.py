@@ -202,6 +202,34 @@ def test_train_vocab_accepts_globs_and_directories(tmp_path, capsys):
     assert out.read_text(encoding="utf-8").split("\n")[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
+def test_cli_sparse_embedding_updates_leave_rows_of_unseen_tokens_alone(tmp_path):
+    """--sparse-embedding-updates: the token rows of [UNK]/[MASK] (never in a batch) come out
+    bit-identical, while plain AdamW's weight decay moves them; the run still learns."""
+    from rubert_tf.cli import main
+
+    train, checkpoint = _write_data(str(tmp_path / "data"))
+    def token_table(model_dir):  # BertModel ("embeddings...") or a task model ("bert.embeddings...")
+        weights = _weights(model_dir)
+        return next(weights[k] for k in weights if k.endswith("embeddings.word_embeddings.weight"))
+
+    start = token_table(checkpoint)
+    tables = {}
+    for name, flags in (("sparse", ["--sparse-embedding-updates"]), ("dense", [])):
+        out = str(tmp_path / name)
+        assert main(["finetune", "classification", "--model", checkpoint, "--train", train, "--out", out,
+                     "--epochs", "2", "--batch-size", "8", "--learning-rate", "3e-3", "--max-length", "16",
+                     "--seed", "3", "--no-progress", *flags]) == 0
+        with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
+            metrics = json.load(f)
+        assert metrics["sparse_embedding_updates"] is (name == "sparse")
+        assert metrics["train_loss_last_epoch"] < metrics["train_loss_first_epoch"]
+        tables[name] = token_table(out)
+    unseen = [1, 4]  # [UNK], [MASK]
+    np.testing.assert_array_equal(tables["sparse"][unseen], start[unseen])
+    assert np.abs(tables["dense"][unseen] - start[unseen]).max() > 0
+    assert np.abs(tables["sparse"][5:] - start[5:]).max() > 1e-3  # the words' rows trained
+
+
 # --------------------------------------------------------------------------- kill -9 and --resume
 
 BACKUP_EVERY, KILL_AFTER_BACKUP, STEPS = 3, 6, 12  # 6 batches of 8 per epoch, 2 epochs; step 6 = end of epoch 0

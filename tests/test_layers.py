@@ -270,3 +270,30 @@ def test_blocks_under_mixed_precision(float32_policy, policy, dtype, tolerance):
     np.testing.assert_allclose(out, expected, atol=tolerance)
     decoder = TransformerDecoderBlock(num_heads=4, intermediate_size=32)
     assert decoder(x, x).dtype.name == dtype
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_16bit_draws_drop_at_the_rate_and_keep_the_expectation(rate):
+    from rubert_tf.layers import Dropout
+
+    x = np.ones((64, 12, 128), "float32") * 3.0  # 98,304 elements
+    layer = Dropout(rate, seed=7)
+    out = np.asarray(layer(x, training=True))
+    dropped = (out == 0).mean()
+    assert abs(dropped - rate) < 4 * math.sqrt(rate * (1 - rate) / x.size)  # 4 sigma
+    np.testing.assert_allclose(out[out != 0], 3.0 / (1 - rate), rtol=1e-6)
+    assert abs(out.mean() - 3.0) < 0.05
+    again = np.asarray(layer(x, training=True))
+    assert (again == 0).mean() == pytest.approx(rate, abs=0.01) and not np.array_equal(again == 0, out == 0)
+    np.testing.assert_array_equal(np.asarray(Dropout(rate, seed=7)(x, training=True)), out)  # seeded
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    # gradient flows through kept elements only, scaled as the output
+    import tensorflow as tf
+
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = Dropout(rate, seed=3)(xt, training=True)
+        total = tf.reduce_sum(y)
+    grad = tape.gradient(total, xt).numpy()
+    np.testing.assert_allclose(grad, (np.asarray(y) != 0) / (1 - rate), rtol=1e-6)

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from rubert_tf.layers.dense import dense_2d
+from rubert_tf.layers.dropout import Dropout
 
 # Added to the scores of masked keys before the softmax (in float32, where it cannot overflow).
 _MASKED_SCORE = -1e9
@@ -67,7 +68,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.value_dense = dense("value", width)
         self._output_dense_factory = lambda units: dense("output", units)
         self.output_dense = None
-        self.probabilities_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.probabilities_dropout = Dropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, query_shape, value_shape=None, key_shape=None):
         value_shape = query_shape if value_shape is None else value_shape

@@ -14,6 +14,14 @@ class TokenEmbedding(keras.layers.Embedding):
 
     def call(self, inputs, reverse=False):
         if not reverse:
+            if keras.backend.backend() == "tensorflow":
+                # tf.gather on the variable itself is a sparse read (ResourceGather): Keras' ops.take
+                # first reads the whole table, which TF copies once the table has had sparse updates
+                # (rubert_tf.training.AdamW(sparse_updates=True)): 100 MB per step for rubert-tiny2.
+                import tensorflow as tf
+
+                ids = inputs if inputs.dtype in (tf.int32, tf.int64) else tf.cast(inputs, tf.int32)
+                return ops.cast(tf.gather(self.embeddings.value, ids), self.compute_dtype)
             return super().call(inputs)
         table = ops.cast(ops.convert_to_tensor(self.embeddings), self.compute_dtype)
         return ops.matmul(inputs, ops.transpose(table))

@@ -5,6 +5,7 @@ import keras
 from rubert_tf.layers.activations import get_activation
 from rubert_tf.layers.attention import MultiHeadAttention
 from rubert_tf.layers.dense import dense_2d
+from rubert_tf.layers.dropout import Dropout
 
 
 class _FeedForwardMixin:
@@ -17,7 +18,7 @@ class _FeedForwardMixin:
             kernel_initializer=self._initializer())
         self.output_dense = None  # width known in build
         self.output_layer_norm = self._layer_norm("output_layer_norm")
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.dropout_layer = Dropout(dropout, dtype=self.dtype_policy)
 
     def _initializer(self):
         # A fresh initializer object per sublayer (Keras warns when one instance is reused).

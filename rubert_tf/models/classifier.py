@@ -5,6 +5,7 @@ import logging
 import keras
 import numpy as np
 
+from rubert_tf.layers import Dropout
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
 from rubert_tf.models.task import (TaskModel, config_with_labels, head_dropout_rate, labels_from_config,
                                    reconcile_checkpoint_labels)
@@ -41,7 +42,7 @@ class RuBertClassifier(TaskModel):
         encoder = RuBertEncoder(config, name="encoder", dtype=dtype)
         inputs = encoder_inputs()
         pooled = encoder(inputs)["pooled_output"]
-        pooled = keras.layers.Dropout(head_dropout_rate(config), name="classifier_dropout", dtype=dtype)(pooled)
+        pooled = Dropout(head_dropout_rate(config), name="classifier_dropout", dtype=dtype)(pooled)
         # float32 head: logits feed the loss, which must not see float16 rounding.
         logits = keras.layers.Dense(
             num_labels, name="classifier", dtype="float32",

@@ -3,7 +3,7 @@
 import keras
 
 from rubert_tf.config import RuBertConfig
-from rubert_tf.layers import PositionEmbedding, TokenEmbedding, TransformerEncoderBlock
+from rubert_tf.layers import Dropout, PositionEmbedding, TokenEmbedding, TransformerEncoderBlock
 
 
 def as_config(config):
@@ -72,7 +72,7 @@ class RuBertEncoder(keras.Model):
             [tokens, position_embedding(tokens), segment_embedding(inputs["segment_ids"])])
         x = keras.layers.LayerNormalization(
             epsilon=config.layer_norm_eps, name="embeddings_layer_norm", dtype=dtype)(x)
-        x = keras.layers.Dropout(config.hidden_dropout_prob, name="embeddings_dropout", dtype=dtype)(x)
+        x = Dropout(config.hidden_dropout_prob, name="embeddings_dropout", dtype=dtype)(x)
 
         for index in range(config.num_hidden_layers):
             x = TransformerEncoderBlock(

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from rubert_tf.layers import (PositionEmbedding, SinusoidalPositionalEncoding, TokenEmbedding,
+from rubert_tf.layers import (Dropout, PositionEmbedding, SinusoidalPositionalEncoding, TokenEmbedding,
                               TransformerDecoderBlock, TransformerEncoderBlock)
 from rubert_tf.models.encoder import RuBertEncoder
 from rubert_tf.models.generation import GenerationConfig, beam_search, greedy_search
@@ -69,7 +69,7 @@ class _Bert2BertParts:
         self.add = keras.layers.Add(name="decoder_embeddings_add", dtype=dtype)
         self.layer_norm = keras.layers.LayerNormalization(epsilon=dec.layer_norm_eps,
                                                           name="decoder_embeddings_layer_norm", dtype=dtype)
-        self.dropout = keras.layers.Dropout(dec.hidden_dropout_prob, name="decoder_embeddings_dropout", dtype=dtype)
+        self.dropout = Dropout(dec.hidden_dropout_prob, name="decoder_embeddings_dropout", dtype=dtype)
         self.blocks = [TransformerDecoderBlock(
             num_heads=dec.num_attention_heads, intermediate_size=dec.intermediate_size, activation=dec.hidden_act,
             dropout=dec.hidden_dropout_prob, attention_dropout=dec.attention_probs_dropout_prob,
@@ -116,8 +116,8 @@ class _TransformerParts:
         self.positions = SinusoidalPositionalEncoding(name="positional_encoding", dtype=dtype)
         self.encoder_add = keras.layers.Add(name="encoder_embeddings_add", dtype=dtype)
         self.decoder_add = keras.layers.Add(name="decoder_embeddings_add", dtype=dtype)
-        self.encoder_dropout = keras.layers.Dropout(enc.hidden_dropout_prob, name="encoder_dropout", dtype=dtype)
-        self.dropout = keras.layers.Dropout(dec.hidden_dropout_prob, name="decoder_dropout", dtype=dtype)
+        self.encoder_dropout = Dropout(enc.hidden_dropout_prob, name="encoder_dropout", dtype=dtype)
+        self.dropout = Dropout(dec.hidden_dropout_prob, name="decoder_dropout", dtype=dtype)
 
         def block_args(c):
             return dict(num_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from rubert_tf.layers import Dropout
 from rubert_tf.metrics.ner import get_entities
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
 from rubert_tf.models.task import (TaskModel, config_with_labels, head_dropout_rate, labels_from_config,
@@ -35,7 +36,7 @@ class RuBertTokenClassifier(TaskModel):
         encoder = RuBertEncoder(config, include_pooler=False, name="encoder", dtype=dtype)
         inputs = encoder_inputs()
         sequence = encoder(inputs)["sequence_output"]
-        sequence = keras.layers.Dropout(head_dropout_rate(config), name="classifier_dropout", dtype=dtype)(sequence)
+        sequence = Dropout(head_dropout_rate(config), name="classifier_dropout", dtype=dtype)(sequence)
         logits = keras.layers.Dense(
             len(labels), name="classifier", dtype="float32",
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=config.initializer_range))(sequence)

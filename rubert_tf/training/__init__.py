@@ -2,6 +2,7 @@
 (tf.distribute, mixed precision, gradient accumulation), fault-tolerant callbacks, and the
 multi-worker `fit` compatibility layer."""
 
+from rubert_tf.training.adamw import AdamW
 from rubert_tf.training.callbacks import (BackupAndRestore, CheckpointStore, PeriodicCheckpoint, TensorBoard,
                                           restore_latest_good_checkpoint, resume_state, training_callbacks)
 from rubert_tf.training.multi_worker import disable_multi_worker_fit, enable_multi_worker_fit, multi_worker_fit
@@ -12,7 +13,7 @@ from rubert_tf.training.strategy import (AccumulatedStepsSchedule, create_strate
                                          per_replica_batch_size, scaled_learning_rate, set_mixed_precision)
 
 __all__ = [
-    "AccumulatedStepsSchedule", "BackupAndRestore", "CheckpointStore", "NO_DECAY_NAMES", "PeriodicCheckpoint",
+    "AccumulatedStepsSchedule", "AdamW", "BackupAndRestore", "CheckpointStore", "NO_DECAY_NAMES", "PeriodicCheckpoint",
     "TensorBoard", "WarmupLinearDecay", "create_optimizer", "create_strategy", "disable_multi_worker_fit",
     "enable_gradient_accumulation", "enable_multi_worker_fit", "enable_optimizer_fixes", "global_batch_size",
     "mixed_precision_policy", "multi_worker_fit", "per_replica_batch_size", "restore_latest_good_checkpoint",
