@@ -70,11 +70,40 @@ def _class_boundaries():
 _CLASS_STARTS, _CLASS_VALUES = _class_boundaries()
 
 
+def _class_pages(page_bits=8):
+    """The class map as two lookup tables: page of each code point >> page_bits -> row of `blocks`
+    (identical pages share a row), blocks [rows, 2 ** page_bits] int32. Two gathers per code point
+    instead of a binary search over the ~800 range starts."""
+    import bisect
+
+    size = 1 << page_bits
+    blocks, index, pages = [], {}, []
+    for page in range(0x110000 >> page_bits):
+        base = page << page_bits
+        first = bisect.bisect_right(_CLASS_STARTS, base) - 1
+        last = bisect.bisect_right(_CLASS_STARTS, base + size - 1) - 1
+        if first == last:  # the whole page is one class
+            block = (_CLASS_VALUES[first],) * size
+        else:
+            block = tuple(_CLASS_VALUES[bisect.bisect_right(_CLASS_STARTS, base + i) - 1] for i in range(size))
+        if block not in index:
+            index[block] = len(blocks)
+            blocks.append(block)
+        pages.append(index[block])
+    return pages, blocks
+
+
+_PAGE_BITS = 8
+_CLASS_PAGES, _CLASS_BLOCKS = _class_pages(_PAGE_BITS)
+_CLASS_BLOCK_VALUES = [c for block in _CLASS_BLOCKS for c in block]
+
+
 def _char_class(cp):
-    """Class of each code point (int32 tensor) by binary search over the range table."""
-    seg = tf.searchsorted(tf.constant([_CLASS_STARTS], tf.int32), cp[tf.newaxis],
-                          side="right", out_type=tf.int32)[0] - 1
-    return tf.gather(tf.constant(_CLASS_VALUES, tf.int32), seg)
+    """Class of each code point (int32 tensor; U+0000..U+10FFFF) from the two-level table."""
+    cp = tf.clip_by_value(cp, 0, 0x10FFFF)
+    size = 1 << _PAGE_BITS  # (// and % rather than bit ops: exports keep to the ops listed in tests)
+    flat = tf.gather(tf.constant(_CLASS_PAGES, tf.int32), cp // size) * size + cp % size
+    return tf.gather(tf.constant(_CLASS_BLOCK_VALUES, tf.int32), flat)
 
 
 # ---------------------------------------------------------------- uncased normalization tables
@@ -253,26 +282,8 @@ def _split_words(texts, special_patterns=(), lowercase=False, strip_accents=Fals
     cp = cps.flat_values
     row = cps.value_rowids()
     pos = tf.cast(tf.ragged.range(cps.row_lengths()).flat_values, tf.int32)
-    row_len = tf.cast(tf.gather(cps.row_lengths(), row), tf.int32)
 
-    cls = _char_class(cp)
-
-    # Added tokens: HF matches the literal special tokens in the raw text first. They are
-    # bracketed ("[MASK]"), so two matches can never overlap.
-    n = tf.size(cp)
-    is_start = tf.zeros([n], tf.bool)
-    covered = tf.zeros([n], tf.bool)
-    for _, pattern in special_patterns:
-        length = len(pattern)
-        padded = tf.concat([cp, tf.fill([length], -1)], 0)
-        match = pos + length <= row_len
-        for j, c in enumerate(pattern):
-            match &= padded[j:j + n] == c
-        is_start |= match
-        shifted = tf.concat([tf.zeros([length], tf.bool), match], 0)
-        for j in range(1, length):
-            covered |= shifted[length - j:length - j + n]
-    cls = tf.where(is_start, _SPECIAL_START, tf.where(covered, _SPECIAL_CONT, cls))
+    cls = _mark_added_tokens(_char_class(cp), cp, pos, row, cps.row_lengths(), special_patterns)
 
     # clean_text: removed chars vanish without splitting the word around them.
     keep = cls != _REMOVED
@@ -293,6 +304,34 @@ def _split_words(texts, special_patterns=(), lowercase=False, strip_accents=Fals
     word_row = tf.gather(row, words.row_starts())
     return words, word_row, pos
 
+
+def _mark_added_tokens(cls, cp, pos, row, text_lengths, special_patterns):
+    """cls with _SPECIAL_START where an added token ("[MASK]") starts in the raw text and
+    _SPECIAL_CONT on its other characters. HF matches the literal added tokens first; they are
+    bracketed, so two matches never overlap. Only positions holding a pattern's first character are
+    compared (a handful per text), not every code point once per pattern character."""
+    if not special_patterns:
+        return cls
+    longest = max(len(pattern) for _, pattern in special_patterns)
+    firsts = sorted({pattern[0] for _, pattern in special_patterns})
+    candidate = cp == firsts[0]
+    for c in firsts[1:]:
+        candidate |= cp == c
+    at = tf.cast(tf.where(candidate)[:, 0], tf.int32)  # [m]
+    padded = tf.concat([cp, tf.fill([longest], -1)], 0)
+    window = tf.gather(padded, at[:, tf.newaxis] + tf.range(longest)[tf.newaxis, :])  # [m, longest]
+    # characters left in the text from each candidate on
+    room = tf.cast(tf.gather(text_lengths, tf.gather(row, at)), tf.int32) - tf.gather(pos, at)
+    length = tf.zeros_like(at)  # length of the token matched at each candidate, 0: none
+    for _, pattern in special_patterns:
+        size = len(pattern)
+        match = (room >= size) & tf.reduce_all(window[:, :size] == tf.constant(pattern, tf.int32), axis=1)
+        length = tf.where(match & (length == 0), size, length)
+    matched = length > 0
+    starts, length = tf.boolean_mask(at, matched), tf.boolean_mask(length, matched)
+    inside = tf.ragged.range(starts + 1, starts + length).flat_values
+    cls = tf.tensor_scatter_nd_update(cls, starts[:, tf.newaxis], tf.fill(tf.shape(starts), _SPECIAL_START))
+    return tf.tensor_scatter_nd_update(cls, inside[:, tf.newaxis], tf.fill(tf.shape(inside), _SPECIAL_CONT))
 
 def _check_normalizer_args(lowercase, strip_accents):
     if not isinstance(lowercase, (bool, np.bool_)):

@@ -44,6 +44,7 @@ HARD_CASES = [
     "?!... --- ((()))[[]]{{}} ***/// ;;;:::",
     "«Привет» — сказал он. „Так“ … “quoted” ‘single’ ‹›",
     "[MASK] [CLS]текст[SEP] [UNK] [PAD] [mask] [MASK [[MASK]] x[SEP]y",
+    "[SEP]", "[", "конец [MAS", "конец [SEP", "слово[CLS]", "[[[PAD][UNK]]]", "[​MASK]", "[MA­SK]",
     "\ufffd замена \ue000x \U000f0000y \U0010fffd",
     "中文和русский混合text",
     "Тест\u00adмягкий перенос",
@@ -734,3 +735,19 @@ def test_clear_errors(tok, tmp_path):
         RuBertTokenizer(tok.vocabulary, strip_accents=1)
     with pytest.raises(TypeError, match="ids"):
         tok.detokenize(tf.constant([[0.5]]))
+
+
+def test_char_class_table_equals_the_range_table_on_every_code_point():
+    """The two-level lookup table (fast path) gives the class the sorted range table gives, for all
+    1,114,112 code points."""
+    import bisect
+
+    from rubert_tf import tokenizer as module
+
+    every = np.arange(0x110000, dtype=np.int32)
+    got = module._char_class(tf.constant(every)).numpy()
+    starts = np.asarray(module._CLASS_STARTS)
+    expected = np.asarray(module._CLASS_VALUES)[np.searchsorted(starts, every, side="right") - 1]
+    assert len(module._CLASS_STARTS) > 100 and len(set(module._CLASS_VALUES)) == 4
+    np.testing.assert_array_equal(got, expected)
+    assert bisect.bisect_right(module._CLASS_STARTS, ord(" ")) and got[ord(" ")] == module._WHITESPACE
