@@ -73,7 +73,7 @@ _CLASS_STARTS, _CLASS_VALUES = _class_boundaries()
 def _class_pages(page_bits=8):
     """The class map as two lookup tables: page of each code point >> page_bits -> row of `blocks`
     (identical pages share a row), blocks [rows, 2 ** page_bits] int32. Two gathers per code point
-    instead of a binary search over the ~800 range starts."""
+    instead of a binary search over the range starts (~370)."""
     import bisect
 
     size = 1 << page_bits
@@ -332,6 +332,7 @@ def _mark_added_tokens(cls, cp, pos, row, text_lengths, special_patterns):
     inside = tf.ragged.range(starts + 1, starts + length).flat_values
     cls = tf.tensor_scatter_nd_update(cls, starts[:, tf.newaxis], tf.fill(tf.shape(starts), _SPECIAL_START))
     return tf.tensor_scatter_nd_update(cls, inside[:, tf.newaxis], tf.fill(tf.shape(inside), _SPECIAL_CONT))
+
 
 def _check_normalizer_args(lowercase, strip_accents):
     if not isinstance(lowercase, (bool, np.bool_)):

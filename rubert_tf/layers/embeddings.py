@@ -1,6 +1,7 @@
 """Token embedding that also runs in reverse (hidden -> vocabulary logits) for tied MLM decoders."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -18,8 +19,6 @@ class TokenEmbedding(keras.layers.Embedding):
                 # tf.gather on the variable itself is a sparse read (ResourceGather): Keras' ops.take
                 # first reads the whole table, which TF copies once the table has had sparse updates
                 # (rubert_tf.training.AdamW(sparse_updates=True)): 100 MB per step for rubert-tiny2.
-                import tensorflow as tf
-
                 ids = inputs if inputs.dtype in (tf.int32, tf.int64) else tf.cast(inputs, tf.int32)
                 return ops.cast(tf.gather(self.embeddings.value, ids), self.compute_dtype)
             return super().call(inputs)

@@ -13,8 +13,8 @@ is ~90% of the optimizer's time. This optimizer computes the same AdamW:
   vocabulary it makes a training step much cheaper (benchmarks/run_all.py, the training row).
   Gradient clipping then works on the sparse values too, never materialising the dense gradient.
 
-Anything else (another backend, amsgrad, XLA-compiled steps, which cannot take sparse gradients)
-falls back to Keras' own update, so results never depend on which path ran beyond float rounding.
+Another backend or amsgrad falls back to Keras' own update. In XLA-compiled steps (no sparse
+gradients there) `sparse_updates` has no effect: every variable takes the fused dense update.
 """
 
 import keras
@@ -61,17 +61,18 @@ class AdamW(keras.optimizers.AdamW):
         beta_1_power = tf.pow(tf.cast(self.beta_1, dtype), step)
         beta_2_power = tf.pow(tf.cast(self.beta_2, dtype), step)
         lr = tf.cast(learning_rate, dtype)
-        if isinstance(gradient, tf.IndexedSlices) and self.sparse_updates:
-            gradient = deduplicate_sparse_gradient(gradient)
-        if isinstance(gradient, tf.IndexedSlices) and self.sparse_updates:
-            self._decay(variable, learning_rate, gradient.indices)
-            self._lazy_adam(gradient, variable, m, v, lr, beta_1_power, beta_2_power)
-            return
+        if self.sparse_updates and isinstance(gradient, tf.IndexedSlices):
+            gradient = deduplicate_sparse_gradient(gradient)  # dense inside XLA, which has no Unique
+            if isinstance(gradient, tf.IndexedSlices):
+                self._decay(variable, learning_rate, gradient.indices)
+                self._lazy_adam(gradient, variable, m, v, lr, beta_1_power, beta_2_power)
+                return
         self._decay(variable, learning_rate)
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
             lr=lr, beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
-            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype), use_locking=False)
+            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(tf.convert_to_tensor(gradient), dtype),
+            use_locking=False)
 
     def _lazy_adam(self, gradient, variable, m, v, lr, beta_1_power, beta_2_power):
         """Adam on the rows in `gradient` (unique indices) only."""
