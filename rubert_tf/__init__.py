@@ -8,10 +8,8 @@
 __version__ = "0.1.0"
 
 from rubert_tf.config import PRESETS, RuBertConfig
-# The function shadows its subpackage's name on purpose: `rt.export(model, tok, "savedmodels/x")`.
-from rubert_tf.export import export
 
-# Models (and with them Keras) load on first use: `rubert_tf.serving` reads SavedModels only and must
+# Nothing here imports TensorFlow (`rubert-tf --help` answers without it). Models (and with them Keras) load on first use: `rubert_tf.serving` reads SavedModels only and must
 # not pull in the Keras models, exactly as TF Serving does not.
 _LAZY = {
     "RuBertEncoder": "rubert_tf.models.encoder",
@@ -24,6 +22,9 @@ _LAZY = {
     # The tokenizer pulls in tensorflow_text.
     "RuBertTokenizer": "rubert_tf.tokenizer",
     "train_vocab": "rubert_tf.vocab_training",
+    # `rt.export(model, tok, "savedmodels/x")`: the function of the subpackage of the same name (which
+    # is callable itself, so the name works whichever of the two Python bound it to).
+    "export": "rubert_tf.export",
 }
 
 __all__ = ["PRESETS", "RuBertClassifier", "RuBertConfig", "RuBertEncoder", "RuBertForMaskedLM",

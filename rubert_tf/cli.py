@@ -3,11 +3,40 @@
 import argparse
 import json
 import os
+import re
 import sys
+import tempfile
+
+
+# TensorFlow's C++ start-up lines that say nothing a user can act on (no GPU here, CPU features,
+# oneDNN on): kept out of the terminal unless --verbose. Anything else on stderr is shown.
+_NOISE = re.compile(r"All log messages before absl::InitializeLog|cudart_stub\.cc|cuda_platform\.cc|cuda_dnn|"
+                    r"cuda_fft|cuda_blas|cpu_feature_guard|oneDNN custom operations|rebuild TensorFlow with the "
+                    r"appropriate compiler flags|TF-TRT Warning|computation_placer|Unable to register cu")
 
 
 def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Import TensorFlow with its C++ log noise filtered out of stderr (the messages are printed by
+    C++ before Python's logging exists, so the file descriptor itself is captured for the import)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+            import tensorflow_text  # noqa: F401  (the tokenizer's ops; same noise)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if line.strip() and not _NOISE.search(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def _print(message):
@@ -85,23 +114,11 @@ def _read_inputs(args):
     return inputs
 
 
-def _task_options(args, task, texts=False):
-    """Parse the task's own flags (declared by `task.add_arguments`) from what the main parser left.
+def _settings_overrides(args):
+    """The task settings given as flags (dest = field name; None = not given)."""
+    from rubert_tf.tasks import get_settings_class
 
-    With `texts`, positional words left over are input texts too: argparse binds the `texts`
-    positional right after the task name, so in `predict ner --model DIR "text"` the text lands here.
-    """
-    parser = argparse.ArgumentParser(prog=f"rubert-tf {args.command} {args.task}", add_help=False)
-    task.add_arguments(parser)
-    if texts:
-        parser.add_argument("_texts", nargs="*")
-    options, unknown = parser.parse_known_args(args.task_arguments)
-    if unknown:
-        raise ValueError(f"unknown option(s) for task {args.task!r}: {' '.join(unknown)}")
-    options = vars(options)
-    if texts:
-        args.texts = list(args.texts or []) + options.pop("_texts")
-    return options
+    return get_settings_class(args.task).from_arguments(args)
 
 
 def _data_paths(task, paths):
@@ -122,27 +139,33 @@ def command_finetune(args):
     try:
         metrics = finetune(
             task, model=args.model, train=_data_paths(task, args.train), eval=_data_paths(task, args.eval),
-            out=args.out,
-            options=_task_options(args, task), epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, max_length=args.max_length, mixed_precision=args.mixed_precision,
+            out=args.out, options=_settings_overrides(args), epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, mixed_precision=args.mixed_precision,
             seed=args.seed, max_steps=args.max_steps, log_dir=args.log_dir, verbose=0 if args.no_progress else 1,
             strategy=args.strategy, num_logical_cpus=args.num_logical_cpus, grad_accum=args.grad_accum,
             resume=args.resume, backup_every=args.backup_every or None, checkpoint_every=args.checkpoint_every,
-            class_weight=args.class_weight, sparse_embedding_updates=args.sparse_embedding_updates)
-    except FileExistsError as error:  # an interrupted run's backup without --resume
+            class_weight=args.class_weight, sparse_embedding_updates=args.sparse_embedding_updates,
+            **({"overwrite": True} if args.overwrite else {}))
+    except FileExistsError as error:  # an interrupted run's backup without --resume, or a model in --out
         print(f"rubert-tf finetune: error: {error}", file=sys.stderr)
         return 2
     _print(json.dumps(metrics, ensure_ascii=False, indent=2))
     return 0
 
 
+def _load(task, args):
+    """The fine-tuned model and its resolved settings (stored ones, the flags on top)."""
+    model = task.model_class.from_pretrained(args.model)
+    return model, task.settings(model, _settings_overrides(args))
+
+
 def command_evaluate(args):
     from rubert_tf.tasks import get_task
 
     task = get_task(args.task)
-    model = task.model_class.from_pretrained(args.model)
-    examples = task.read(_data_paths(task, args.eval), _task_options(args, task))
-    _print(json.dumps(task.evaluate(model, examples, args.max_length, args.batch_size), ensure_ascii=False, indent=2))
+    model, settings = _load(task, args)
+    examples = task.read(_data_paths(task, args.eval), settings)
+    _print(json.dumps(task.evaluate(model, examples, settings, args.batch_size), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -150,59 +173,106 @@ def command_predict(args):
     from rubert_tf.tasks import get_task
 
     task = get_task(args.task)
-    _task_options(args, task, texts=True)
     inputs = _read_inputs(args)
-    model = task.model_class.from_pretrained(args.model)
-    for result in task.predict(model, inputs, args.max_length, args.batch_size):
+    model, settings = _load(task, args)
+    for result in task.predict(model, inputs, settings, args.batch_size):
         _print(json.dumps(result, ensure_ascii=False))
     return 0
 
 
-def _add_task_commands(commands):
-    from rubert_tf.tasks import TASKS
+def command_export(args):
+    from rubert_tf.export import export
+    from rubert_tf.tasks import get_task
 
-    finetune = commands.add_parser("finetune", help="fine-tune a checkpoint on a task (model.fit, default recipe)")
-    evaluate = commands.add_parser("evaluate", help="score a fine-tuned model on labelled data")
-    predict = commands.add_parser("predict", help="run a fine-tuned model on raw text (args or stdin), JSON lines")
-    for command, handler in ((finetune, command_finetune), (evaluate, command_evaluate), (predict, command_predict)):
-        command.add_argument("task", choices=sorted(TASKS), help="task; its own flags follow (see the README)")
-        command.add_argument("--model", required=True, help="checkpoint directory or hub id")
-        command.add_argument("--max-length", type=int, default=128 if handler is not command_predict else 512)
-        command.add_argument("--batch-size", type=int, default=32)
-        if handler is command_finetune:
-            command.add_argument("--train", required=True, nargs="+",
-                                 help="training file (CSV/TSV/JSONL/CoNLL/SQuAD) or tfds:NAME; seq2seq also takes two "
-                                      "line-aligned files, source then target")
-            command.add_argument("--eval", nargs="+", help="evaluation file (seq2seq: or two aligned files)")
-            command.add_argument("--out", required=True, help="output directory (HF layout + metrics.json + logs/)")
-            command.add_argument("--epochs", type=int, default=3)
-            command.add_argument("--learning-rate", type=float, default=5e-5)
-            command.add_argument("--max-steps", type=int, help="cap on steps per epoch (quick runs)")
-            command.add_argument("--mixed-precision", choices=["auto", "bf16", "fp16"],
-                                 help="auto: fp16 with loss scaling on GPU, bf16 on CPU/TPU")
-            command.add_argument("--seed", type=int, default=0)
-            command.add_argument("--log-dir", help="TensorBoard folder (default OUT/logs)")
-            command.add_argument("--no-progress", action="store_true")
-            command.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi_worker", "tpu"])
-            command.add_argument("--num-logical-cpus", type=int, help="split the CPU into N replicas (mirrored, for testing)")
-            command.add_argument("--grad-accum", type=int, default=1,
-                                 help="micro-batches of --batch-size per optimizer update (default: 1)")
-            command.add_argument("--resume", action="store_true",
-                                 help="continue an interrupted run from its backup in --out (at the exact step)")
-            command.add_argument("--backup-every", type=int, default=100,
-                                 help="steps between backups for --resume (0: one per epoch; default: 100)")
-            command.add_argument("--checkpoint-every", type=int,
-                                 help="steps between kept checkpoints in OUT/checkpoints (default: only the final one)")
-            command.add_argument("--class-weight", choices=["balanced"],
-                                 help="balanced: weigh classes by n / (classes * count) (single-label classification)")
-            command.add_argument("--sparse-embedding-updates", action="store_true",
-                                 help="update only the embedding rows of each batch's tokens (lazy Adam): faster "
-                                      "with a large vocabulary, not exactly AdamW")
-        if handler is command_evaluate:
-            command.add_argument("--eval", required=True, nargs="+", help="data file (seq2seq: or two aligned files)")
-        if handler is command_predict:
-            command.add_argument("texts", nargs="*")
-        command.set_defaults(handler=handler, accepts_task_arguments=True)
+    task = get_task(args.task)
+    model = task.model_class.from_pretrained(args.model)
+    path = export(model, base_path=args.out, version=args.version, settings=_settings_overrides(args),
+                  warmup=not args.no_warmup)
+    _print(f"exported {args.task} model to {path}")
+    return 0
+
+
+# What each task command shows of the task's settings: fine-tuning and scoring read data files
+# (columns, label names, ...); predict and export only need what answering raw text needs.
+_TASK_COMMANDS = {
+    "finetune": ("fine-tune a checkpoint on a task (model.fit, default recipe)", command_finetune, ("train", "inference")),
+    "evaluate": ("score a fine-tuned model on labelled data (its stored settings apply)", command_evaluate,
+                 ("train", "inference")),
+    "predict": ("run a fine-tuned model on raw text (args or stdin), JSON lines", command_predict, ("inference",)),
+    "export": ("write a SavedModel (text in, answers out) for TF Serving", command_export, ("inference",)),
+}
+_TASK_HELP = {
+    "classification": "text (or text pair) -> label(s)",
+    "ner": "named entities: word tags and entity spans",
+    "qa": "extractive question answering (SQuAD)",
+    "sentence": "sentence embeddings (in-batch negatives)",
+    "seq2seq": "translation / summarization (bert2bert)",
+}
+
+
+def _add_common_flags(name, parser):
+    parser.add_argument("--model", required=True,
+                        help="checkpoint directory or hub id" if name == "finetune" else "fine-tuned model directory")
+    if name != "export":
+        parser.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: %(default)s)")
+    if name == "finetune":
+        parser.add_argument("--train", required=True, nargs="+",
+                            help="training file (CSV/TSV/JSONL/CoNLL/SQuAD) or tfds:NAME; seq2seq also takes two "
+                                 "line-aligned files, source then target")
+        parser.add_argument("--eval", nargs="+", help="evaluation file (seq2seq: or two aligned files)")
+        parser.add_argument("--out", required=True, help="output directory (HF layout + metrics.json + logs/)")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace a model already in --out (without it such a folder is refused)")
+        parser.add_argument("--epochs", type=int, default=3, help="(default: %(default)s)")
+        parser.add_argument("--learning-rate", type=float, default=5e-5, help="peak learning rate (default: %(default)s)")
+        parser.add_argument("--max-steps", type=int, help="cap on steps per epoch (quick runs)")
+        parser.add_argument("--mixed-precision", choices=["auto", "bf16", "fp16"],
+                            help="auto: fp16 with loss scaling on GPU, bf16 on CPU/TPU")
+        parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+        parser.add_argument("--log-dir", help="TensorBoard folder (default OUT/logs)")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+        parser.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi_worker", "tpu"],
+                            help="tf.distribute strategy (default: %(default)s)")
+        parser.add_argument("--num-logical-cpus", type=int, help="split the CPU into N replicas (mirrored, for testing)")
+        parser.add_argument("--grad-accum", type=int, default=1,
+                            help="micro-batches of --batch-size per optimizer update (default: %(default)s)")
+        parser.add_argument("--resume", action="store_true",
+                            help="continue an interrupted run from its backup in --out (at the exact step)")
+        parser.add_argument("--backup-every", type=int, default=100,
+                            help="steps between backups for --resume (0: one per epoch; default: %(default)s)")
+        parser.add_argument("--checkpoint-every", type=int,
+                            help="steps between kept checkpoints in OUT/checkpoints (default: only the final one)")
+        parser.add_argument("--class-weight", choices=["balanced"],
+                            help="balanced: weigh classes by n / (classes * count) (single-label classification)")
+        parser.add_argument("--sparse-embedding-updates", action="store_true",
+                            help="update only the embedding rows of each batch's tokens (lazy Adam): faster "
+                                 "with a large vocabulary, not exactly AdamW")
+    if name == "evaluate":
+        parser.add_argument("--eval", required=True, nargs="+", help="data file (seq2seq: or two aligned files)")
+    if name == "predict":
+        parser.add_argument("texts", nargs="*", help="texts (default: lines of stdin); a line that is a JSON object "
+                                                     "is passed as one ({\"text\", \"text_pair\"}, "
+                                                     "{\"question\", \"context\"})")
+    if name == "export":
+        parser.add_argument("--out", required=True, help="model base folder, e.g. savedmodels/sentiment")
+        parser.add_argument("--version", type=int, help="integer version (default: the next free one)")
+        parser.add_argument("--no-warmup", action="store_true", help="skip assets.extra/tf_serving_warmup_requests")
+
+
+def _add_task_commands(commands):
+    """finetune / evaluate / predict / export, each with one subcommand per task whose flags come from the
+    task's settings dataclass (so `rubert-tf finetune classification --help` lists them all)."""
+    from rubert_tf.tasks import TASKS, get_settings_class
+
+    for name, (summary, handler, stages) in _TASK_COMMANDS.items():
+        command = commands.add_parser(name, help=summary, description=summary)
+        tasks = command.add_subparsers(dest="task", required=True, metavar="TASK",
+                                       help="; ".join(f"{t}: {_TASK_HELP[t]}" for t in TASKS))
+        for task in TASKS:
+            parser = tasks.add_parser(task, help=_TASK_HELP[task], description=f"rubert-tf {name} {task}: {summary}")
+            _add_common_flags(name, parser)
+            get_settings_class(task).add_arguments(parser, stages)
+            parser.set_defaults(handler=handler)
 
 
 def command_generate(args):
@@ -239,27 +309,6 @@ def _add_generate_command(commands):
     generate.add_argument("--max-input-length", type=int, help="source tokens kept (default: as fine-tuned, else 512)")
     generate.add_argument("--batch-size", type=int, default=32)
     generate.set_defaults(handler=command_generate)
-
-
-EXPORT_TASKS = ("classification", "ner", "qa", "sentence", "seq2seq")
-
-
-def command_export(args):
-    from rubert_tf.export import export
-    from rubert_tf.tasks import get_task
-
-    task = get_task(args.task)
-    model = task.model_class.from_pretrained(args.model)
-    generation = None
-    if args.task == "seq2seq":  # the search settings fine-tuning stored, flags win
-        overrides = {"num_beams": args.num_beams, "max_length": args.generation_max_length}
-        generation = task.generation_kwargs(model, overrides=overrides)
-        generation.pop("max_input_length", None)  # the signature truncates inputs at --max-length
-    path = export(model, base_path=args.out, version=args.version, max_length=args.max_length,
-                  text_pair=args.text_pair, allow_no_answer=args.allow_no_answer, warmup=not args.no_warmup,
-                  generation=generation)
-    _print(f"exported {args.task} model to {path}")
-    return 0
 
 
 def command_saved_model_cli(args):
@@ -372,7 +421,8 @@ def _add_pretraining_commands(commands):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="rubert-tf", description="RuBERT for TensorFlow 2 / Keras 3")
+    parser = argparse.ArgumentParser(prog="rubert-tf", description="RuBERT for TensorFlow 2 / Keras 3",
+                                     epilog="--verbose (with any command): show TensorFlow's own log lines")
     commands = parser.add_subparsers(dest="command", required=True)
 
     quick = commands.add_parser(
@@ -426,19 +476,6 @@ def build_parser():
     _add_task_commands(commands)
     _add_generate_command(commands)
 
-    export = commands.add_parser("export", help="write a SavedModel (text in, answers out) for TF Serving")
-    export.add_argument("task", choices=EXPORT_TASKS)
-    export.add_argument("--model", required=True, help="fine-tuned checkpoint directory")
-    export.add_argument("--out", required=True, help="model base folder, e.g. savedmodels/sentiment")
-    export.add_argument("--version", type=int, help="integer version (default: the next free one)")
-    export.add_argument("--max-length", type=int, default=512)
-    export.add_argument("--text-pair", action="store_true", help="classifier takes text and text_pair")
-    export.add_argument("--allow-no-answer", action="store_true", help="QA may answer \"\" (SQuAD v2)")
-    export.add_argument("--no-warmup", action="store_true", help="skip assets.extra/tf_serving_warmup_requests")
-    export.add_argument("--num-beams", type=int, help="seq2seq: beam search in the graph (default: as fine-tuned)")
-    export.add_argument("--generation-max-length", type=int, help="seq2seq: output tokens incl. the start token")
-    export.set_defaults(handler=command_export)
-
     smcli = commands.add_parser("saved-model-cli", add_help=False,
                                 help="TF's saved_model_cli (show --all, run) able to load our exports")
     smcli.set_defaults(handler=command_saved_model_cli, accepts_task_arguments=True)
@@ -451,12 +488,17 @@ def build_parser():
 
 
 def main(argv=None):
-    _quiet_tensorflow()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --verbose anywhere: TensorFlow's own log lines stay visible (argparse would only take it first).
+    verbose = "--verbose" in argv
+    argv = [arg for arg in argv if arg != "--verbose"]
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
+    args, rest = parser.parse_known_args(argv)  # --help exits here, before TensorFlow is imported
     if rest and not getattr(args, "accepts_task_arguments", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.task_arguments = rest
+    if not verbose:
+        _quiet_tensorflow()
     try:
         return args.handler(args)
     except (FileNotFoundError, ValueError) as error:

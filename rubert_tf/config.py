@@ -8,6 +8,8 @@ import dataclasses
 import json
 import os
 
+from rubert_tf import hub
+
 # Keys of HF BertConfig that we model explicitly. Anything else found in a config.json
 # (e.g. "architectures", "torch_dtype", rubert-tiny's "emb_size") is kept in `extra`
 # and written back unchanged, so a round trip loses nothing.
@@ -32,6 +34,22 @@ SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu"
 
 @dataclasses.dataclass
 class RuBertConfig:
+    """The architecture numbers of a BERT encoder, named as in HF's BertConfig (defaults: rubert-base).
+    Keys it does not model (id2label, a checkpoint's own extras) travel in `extra`.
+
+    Example:
+
+    >>> import rubert_tf as rt
+    >>> config = rt.RuBertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
+    ...                          num_attention_heads=2, intermediate_size=64)
+    >>> config.head_size
+    16
+    >>> rt.RuBertConfig.from_dict(config.to_dict()) == config
+    True
+    >>> rt.RuBertConfig.from_pretrained("cointegrated/rubert-tiny2").hidden_size  # a preset: no download
+    312
+    """
+
     vocab_size: int = 119547
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -127,9 +145,10 @@ class RuBertConfig:
 
     @classmethod
     def from_pretrained(cls, name_or_path):
-        """A preset name, a directory with config.json or bert_config.json, a json file, or a hub id."""
-        if name_or_path in PRESETS:
-            return cls.from_dict(PRESETS[name_or_path])
+        """A directory with config.json or bert_config.json, a json file, a preset (short name such as
+        "rubert-tiny2" or hub id, known offline), or another hub id (its config.json is downloaded)."""
+        name_or_path = os.path.expanduser(os.fspath(name_or_path))
+        # Local paths first, presets next: a user's folder named "rubert-tiny2" is never shadowed.
         if os.path.isfile(name_or_path):
             return cls.from_json_file(name_or_path)
         if os.path.isdir(name_or_path):
@@ -138,9 +157,10 @@ class RuBertConfig:
                 if os.path.isfile(path):
                     return cls.from_json_file(path)
             raise FileNotFoundError(f"{name_or_path}: no config.json or bert_config.json in this directory")
-        from rubert_tf.checkpoints.hub import resolve_model_dir
-
-        return cls.from_pretrained(resolve_model_dir(name_or_path))
+        preset = PRESETS.get(hub.hub_id(name_or_path))
+        if preset is not None:
+            return cls.from_dict(preset)
+        return cls.from_pretrained(hub.resolve(name_or_path, files="config"))
 
 
 # Architecture numbers read from each model's published config.json on the HuggingFace hub

@@ -1,6 +1,7 @@
-"""Fine-tuning runner shared by all tasks: read data, build the model from a checkpoint, fit with the
-default recipe (AdamW + warmup/decay + clipping) and the training machinery of rubert_tf.training
-(strategy, mixed precision, gradient accumulation, fault-tolerant backups, TensorBoard), evaluate, save.
+"""Fine-tuning, the same for all tasks: read data, build the model from a checkpoint, fit with the
+default recipe (AdamW + warmup/decay + clipping) in a rubert_tf.training.runner.TrainingRun (strategy,
+mixed precision, gradient accumulation, fault-tolerant backups, TensorBoard; pretraining shares it),
+evaluate, save. An `out` that already holds a model is refused unless `overwrite=True`.
 
     metrics = finetune("classification", model="path/to/rubert-tiny2", train="train.csv",
                        eval="dev.csv", out="models/sentiment", options={"text_column": "sentence"},
@@ -12,34 +13,30 @@ continues at the step it reached with `resume=True`), checkpoints/ (training sta
 every `checkpoint_every` steps and at the end), logs/ (TensorBoard: loss, learning rate, throughput).
 """
 
-import json
 import logging
 import math
-import os
-import time
 
-import keras
 import numpy as np
 
 from rubert_tf.tasks import get_task
-from rubert_tf.training import (create_optimizer, create_strategy, enable_gradient_accumulation, set_mixed_precision,
-                                training_callbacks)
-from rubert_tf.training.strategy import MIXED_PRECISION_POLICIES, worker_info
+from rubert_tf.training import create_optimizer, enable_gradient_accumulation
+from rubert_tf.training.runner import TrainingRun
 
 logger = logging.getLogger(__name__)
 
-# Accepted `mixed_precision` names (besides None and "auto"): see rubert_tf.training.mixed_precision_policy.
-MIXED_PRECISION = dict(MIXED_PRECISION_POLICIES)
-
 
 def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_size=32, learning_rate=5e-5,
-             max_length=128, warmup_ratio=0.1, weight_decay=0.01, mixed_precision=None, seed=0, max_steps=None,
+             max_length=None, warmup_ratio=0.1, weight_decay=0.01, mixed_precision=None, seed=0, max_steps=None,
              log_dir=None, verbose=1, strategy="default", num_logical_cpus=None, grad_accum=1, resume=False,
              backup_every=100, checkpoint_every=None, class_weight=None, callbacks=None,
-             sparse_embedding_updates=False):
+             sparse_embedding_updates=False, overwrite=False):
     """Fine-tune `model` (checkpoint dir or hub id) on `train`; returns {"train_loss_...": ..., eval metrics}.
 
     Args:
+      options: the task's settings (a dict, or the task's settings dataclass), e.g. {"text_column":
+        "sentence", "text_pair_column": "entity"}; they are stored in the model's config.json, so
+        evaluate / predict / export later use them without being told again.
+      max_length: shorthand for options["max_length"] (default: the task's, e.g. 128; QA 384).
       batch_size: the global batch (what one training step sees, split over the strategy's replicas;
         must divide evenly). The same global batch gives the same update on 1 or N replicas, so the
         learning rate does not change with the number of replicas; to grow the batch with the replicas,
@@ -53,6 +50,8 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
       grad_accum: micro-batches of `batch_size` per optimizer update (an update then sees
         grad_accum * batch_size examples; the learning-rate schedule counts updates).
       resume: continue an interrupted run from its backup in `out` (without it such a backup is an error).
+      overwrite: replace the model already in `out` (without it, a config.json or model.safetensors
+        there is an error, so a typo in `out` cannot destroy a good model).
       backup_every: steps between backups in out/backup (None: one per epoch); at most this many steps
         are lost when the run is killed.
       checkpoint_every: steps between kept checkpoints in out/checkpoints (None: only the final one).
@@ -64,34 +63,28 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
     metrics to `out/metrics.json`. TensorBoard logs go to `log_dir` (default `out/logs`).
     """
     task = get_task(task) if isinstance(task, str) else task
-    options = dict(options or {})
-    _check_precision_name(mixed_precision)  # before any work, and without touching TF devices
+    options = options.to_dict() if hasattr(options, "to_dict") else dict(options or {})
+    if max_length is not None:
+        options["max_length"] = max_length
+    settings = task.settings(overrides=options)  # unknown or bad settings fail here, before any work
     grad_accum = int(grad_accum or 1)
     if grad_accum < 1:
         raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
-    # First of all TF work: splitting the CPU into logical devices (num_logical_cpus) is only possible before.
-    strategy_obj = create_strategy(strategy, num_logical_cpus=num_logical_cpus)
-    replicas = strategy_obj.num_replicas_in_sync
-    if batch_size % replicas:
-        raise ValueError(f"batch_size={batch_size} (the global batch) is not divisible by the {replicas} replicas "
-                         "of the strategy")
-    backup = os.path.join(out, "backup")
-    if not resume and os.path.isdir(backup) and os.listdir(backup):
-        raise FileExistsError(f"{backup} holds the state of an interrupted run: pass resume=True (--resume) to "
-                              "continue it at the step it reached, or delete that folder to start over")
-    keras.utils.set_random_seed(seed)
-    policy = set_mixed_precision(mixed_precision, strategy_obj)
-    try:
+    run = TrainingRun(out, strategy=strategy, num_logical_cpus=num_logical_cpus, mixed_precision=mixed_precision,
+                      seed=seed, batch_size=batch_size, resume=resume, overwrite=overwrite)
+    with run:  # checks `out`, creates the strategy (first of all TF work), seed, precision, Keras patches
         from rubert_tf.tokenizer import RuBertTokenizer
 
-        train_examples = task.read(train, options)
-        eval_examples = task.read(eval, options) if eval else None
+        train_examples = task.read(train, settings)
+        eval_examples = task.read(eval, settings) if eval else None
         tokenizer = RuBertTokenizer.from_pretrained(model)
-        with strategy_obj.scope():
+        with run.scope():
             network = task.model_class.from_pretrained(model, tokenizer=False,
-                                                       **task.model_kwargs(train_examples, options))
+                                                       **task.model_kwargs(train_examples, settings))
         network.tokenizer = tokenizer
-        train_data = task.dataset(network, tokenizer, train_examples, batch_size, max_length, shuffle=True, seed=seed)
+        # The settings travel with the model (config.json): evaluate, predict and export read them back.
+        settings.store(network)
+        train_data = task.dataset(network, tokenizer, train_examples, settings, batch_size, shuffle=True, seed=seed)
 
         steps_per_epoch = max(1, math.ceil(_count(train_data)))
         if max_steps:
@@ -106,52 +99,28 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
             logger.warning("%d steps are not a multiple of grad_accum=%d: the last %d micro-batches are not "
                            "applied", micro_steps, grad_accum, micro_steps % grad_accum)
         weights = _class_weights(class_weight, network, train_examples)
-        with strategy_obj.scope():
+        with run.scope():
             optimizer = create_optimizer(learning_rate, total_steps, warmup_ratio, weight_decay,
                                          sparse_updates=sparse_embedding_updates)
             enable_gradient_accumulation(optimizer, grad_accum)
             # No XLA: batches are padded to their own length, and XLA (Keras 3's jit_compile="auto") would
             # compile the train step again for every new width, ~10x slower than plain graph mode on CPU.
-            network.compile(optimizer=optimizer, loss=task.loss(network), jit_compile=False)
-        run_callbacks = training_callbacks(
-            out, backup_every_steps=backup_every, checkpoint_every_steps=checkpoint_every, resume=resume,
-            resume_data="stream", batch_size=batch_size, sequence_length=max_length,
-            log_every_steps=max(1, min(50, micro_steps // 50)), log_dir=log_dir, strategy=strategy_obj)
-        if getattr(network, "_distribute_strategy", None) is None:
-            # Under a tf.distribute strategy Keras' fit first draws one batch from an iterator of its own to
-            # build the model (`_maybe_symbolic_build`), which moves the seeded shuffle on to its next
-            # permutation before training starts; do the same on one device, so that every strategy
-            # trains on the same stream of batches.
-            next(iter(train_data))
-        started = time.time()
-        history = network.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, class_weight=weights,
-                              shuffle=False,  # the pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset
-                              callbacks=run_callbacks + list(callbacks or []), verbose=verbose)
-        losses = history.history.get("loss") or [float("nan")]
-        resumed = run_callbacks[0].progress.resumed_from
-        metrics = {"train_loss_first_epoch": float(losses[0]), "train_loss_last_epoch": float(losses[-1]),
-                   "train_seconds": round(time.time() - started, 1), "mixed_precision": policy,
-                   "strategy": strategy, "replicas": replicas, "batch_size": batch_size, "grad_accum": grad_accum,
+            network.compile(optimizer=optimizer, loss=task.loss(network, settings), jit_compile=False)
+        fitted = run.fit(network, train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                         sequence_length=getattr(settings, "max_length", None), backup_every=backup_every,
+                         checkpoint_every=checkpoint_every, log_every=max(1, min(50, micro_steps // 50)),
+                         log_dir=log_dir, callbacks=callbacks, same_stream_on_every_strategy=True,
+                         class_weight=weights, verbose=verbose)
+        metrics = {**fitted.metrics, "mixed_precision": run.policy, "strategy": strategy, "replicas": run.replicas,
+                   "batch_size": batch_size, "grad_accum": grad_accum,
                    "sparse_embedding_updates": bool(sparse_embedding_updates),
                    "optimizer_steps": int(np.asarray(network.optimizer.iterations))}  # updates, not micro-batches
-        if resumed is not None:
-            metrics["resumed_from_step"] = int(resumed["global_step"])
         if weights is not None:
             metrics["class_weight"] = {str(k): round(float(v), 4) for k, v in weights.items()}
         if eval_examples is not None:
-            metrics.update(task.evaluate(network, eval_examples, max_length, batch_size))
-        if worker_info(strategy_obj)[2]:  # the chief writes the model
-            network.save_pretrained(out, tokenizer=tokenizer)
-            with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as f:
-                json.dump(metrics, f, indent=2, ensure_ascii=False)
+            metrics.update(task.evaluate(network, eval_examples, settings, batch_size))
+        run.save(network, tokenizer, metrics)
         return metrics
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
-def _check_precision_name(mixed_precision):
-    if mixed_precision and mixed_precision != "auto" and mixed_precision not in MIXED_PRECISION:
-        raise ValueError(f"mixed_precision must be 'auto' or one of {sorted(MIXED_PRECISION)}, got {mixed_precision!r}")
 
 
 def _class_weights(class_weight, network, examples):

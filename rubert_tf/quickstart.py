@@ -254,9 +254,9 @@ def run_quickstart(out="savedmodels", name=None, work_dir=None, model=None, data
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--corpus {path}: no such file")
     if model is not None:
-        from rubert_tf.checkpoints.hub import resolve_model_dir
+        from rubert_tf import hub
 
-        model_dir = resolve_model_dir(model)  # a bad path fails here, naming it
+        model_dir = hub.resolve(model)  # a bad path fails here, naming it
     summary = {}
 
     import keras
@@ -344,8 +344,7 @@ def run_quickstart(out="savedmodels", name=None, work_dir=None, model=None, data
 
     # 5. export
     stages("export", f"exporting a SavedModel (text in, label out) to {base_path}/<next version>")
-    export_max_length = min(512, classifier.config.max_position_embeddings)
-    path = rt.export(classifier, base_path=base_path, max_length=export_max_length)
+    path = rt.export(classifier, base_path=base_path)  # at the max_length it was fine-tuned and evaluated with
     version = int(os.path.basename(path))
     summary["export"] = f"{path} (version {version})"
     summary["export_path"], summary["version"] = path, version

@@ -20,14 +20,13 @@ Offsets are code-point offsets into the original string, exactly like `encoding.
 import functools
 import json
 import os
-import re
 import warnings
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from rubert_tf import unicode_tables
+from rubert_tf import hub, unicode_tables
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MAX_INPUT_CHARS_PER_WORD = 100  # HF WordPiece default: longer words become a single [UNK]
@@ -40,8 +39,6 @@ _WHITESPACE = unicode_tables.WHITESPACE_CLASS
 _ISOLATED = unicode_tables.ISOLATED_CLASS
 _SPECIAL_START = 4
 _SPECIAL_CONT = 5
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # tokenizer_config.json classes for which transformers' AutoTokenizer uses tokenizer.json as is
 # (BertTokenizer / BertTokenizerFast rebuild the normalizer from do_lower_case instead).
@@ -416,6 +413,22 @@ class RuBertTokenizer(tf.Module):
     `lowercase` and `strip_accents` are BertNormalizer's (HF's do_lower_case / strip_accents):
     cased by default; lowercase=True also strips accents unless strip_accents=False
     (strip_accents=None follows lowercase), so "Ёжик" -> "ежик" as in HF's uncased path.
+
+    Example (a vocabulary list in memory; `from_pretrained(path)` reads a vocab.txt):
+
+    >>> import rubert_tf as rt
+    >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Привет", ",", "мир", "!", "как", "дела", "?"]
+    >>> tokenizer = rt.RuBertTokenizer(vocab)
+    >>> batch = tokenizer(["Привет, мир!", "как дела?"], max_length=8)
+    >>> sorted(batch)
+    ['padding_mask', 'segment_ids', 'token_ids']
+    >>> batch["token_ids"].numpy().tolist()
+    [[2, 5, 6, 7, 8, 3, 0, 0], [2, 9, 10, 11, 3, 0, 0, 0]]
+    >>> pair = tokenizer(["Привет, мир!"], ["как дела?"], padding="longest")
+    >>> pair["segment_ids"].numpy().tolist()
+    [[0, 0, 0, 0, 0, 0, 1, 1, 1, 1]]
+    >>> tokenizer.detokenize([[2, 5, 6, 7, 8, 3]]).numpy()[0].decode("utf-8")
+    'Привет, мир!'
     """
 
     def __init__(self, vocabulary, lowercase=False, strip_accents=None, name=None):
@@ -488,21 +501,18 @@ class RuBertTokenizer(tf.Module):
         (they rebuild it from do_lower_case), and used only when tokenizer_config.json names
         the generic PreTrainedTokenizerFast. `lowercase=` / `strip_accents=` override both.
         """
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            vocab_file = os.path.join(path, "vocab.txt")
-            config_file = os.path.join(path, "tokenizer_config.json")
-            json_file = os.path.join(path, "tokenizer.json")
-            if not os.path.isfile(vocab_file):
-                raise FileNotFoundError(f"no vocab.txt in {path} (expected {vocab_file})")
-            if not os.path.isfile(config_file):
-                config_file = None
-            if not os.path.isfile(json_file):
-                json_file = None
-        elif _HUB_ID.match(path) and not os.path.exists(path):
-            vocab_file, config_file, json_file = cls._download(path)
-        else:
-            raise FileNotFoundError(f"tokenizer directory not found: {path}")
+        # A hub id or short name ("rubert-tiny2") becomes the cache snapshot of its tokenizer files,
+        # by the resolver the models use; a local directory is used as is.
+        path = hub.resolve(path, files="tokenizer")
+        vocab_file = os.path.join(path, "vocab.txt")
+        config_file = os.path.join(path, "tokenizer_config.json")
+        json_file = os.path.join(path, "tokenizer.json")
+        if not os.path.isfile(vocab_file):
+            raise FileNotFoundError(f"no vocab.txt in {path} (expected {vocab_file})")
+        if not os.path.isfile(config_file):
+            config_file = None
+        if not os.path.isfile(json_file):
+            json_file = None
 
         config = {}
         if config_file is not None:
@@ -514,33 +524,6 @@ class RuBertTokenizer(tf.Module):
         tok = cls(vocab_file, **kwargs)
         tok.model_max_length = config.get("model_max_length")
         return tok
-
-    @staticmethod
-    def _download(repo_id):
-        """Fetches vocab.txt (+ tokenizer_config.json, and tokenizer.json when that config
-        names a generic fast tokenizer, if present) from the HF hub."""
-        from huggingface_hub import hf_hub_download  # only needed for hub ids
-        from huggingface_hub.errors import EntryNotFoundError
-
-        try:
-            vocab_file = hf_hub_download(repo_id, "vocab.txt")
-        except Exception as e:  # offline, unknown repo, no vocab.txt, ...
-            raise FileNotFoundError(
-                f"could not get vocab.txt of hub model {repo_id!r}: {e}") from e
-        try:
-            config_file = hf_hub_download(repo_id, "tokenizer_config.json")
-        except EntryNotFoundError:  # optional file: HF defaults apply
-            config_file = None
-        json_file = None
-        if config_file is not None:
-            with open(config_file, encoding="utf-8") as f:
-                generic = json.load(f).get("tokenizer_class") in _GENERIC_FAST_CLASSES
-            if generic:
-                try:
-                    json_file = hf_hub_download(repo_id, "tokenizer.json")
-                except EntryNotFoundError:
-                    json_file = None
-        return vocab_file, config_file, json_file
 
     def save_pretrained(self, directory):
         """Writes vocab.txt and an HF BertTokenizer-style tokenizer_config.json."""

@@ -16,7 +16,8 @@ from safetensors.numpy import load_file, save_file
 
 import reference_models as ref
 import rubert_tf as rt
-from rubert_tf.checkpoints import CheckpointError, hub
+from rubert_tf import hub
+from rubert_tf.checkpoints import CheckpointError
 from rubert_tf.checkpoints.hf import read_torch_bin
 from rubert_tf.checkpoints.tf1 import tf1_to_hf_name
 
@@ -371,10 +372,10 @@ def test_bin_that_is_not_a_state_dict_or_is_legacy(tmp_path):
 # ---- hub ---------------------------------------------------------------------------------------
 
 def test_resolve_local_and_nonexistent_paths(tmp_path):
-    assert hub.resolve_model_dir(str(tmp_path)) == str(tmp_path)
+    assert hub.resolve(str(tmp_path)) == str(tmp_path)
     for path in (str(tmp_path / "no" / "such"), "./missing_dir", "a/b/c"):
         with pytest.raises(FileNotFoundError, match=path.replace(".", r"\.")):
-            hub.resolve_model_dir(path)
+            hub.resolve(path)
 
 
 def test_hub_id_offline_says_it_needs_network(monkeypatch, tmp_path):

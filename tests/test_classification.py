@@ -192,8 +192,8 @@ def test_rusentne_finetune_loss_falls(rusentne_run, tiny_checkpoint):
     keras.utils.set_random_seed(3)
     before = RuBertClassifier.from_pretrained(tiny_checkpoint, labels=["-1", "0", "1"])
     after = RuBertClassifier.from_pretrained(rusentne_run["out"])
-    loss_before = task.evaluate(before, examples, 128, 64)["loss"]
-    loss_after = task.evaluate(after, examples, 128, 64)["loss"]
+    loss_before = task.evaluate(before, examples, {"max_length": 128}, 64)["loss"]
+    loss_after = task.evaluate(after, examples, {"max_length": 128}, 64)["loss"]
     print(f"RuSentNE train-subset loss before {loss_before:.4f} -> after {loss_after:.4f}")
     assert loss_after < loss_before - 0.05
 
@@ -216,18 +216,18 @@ def test_rusentne_metrics_agree_with_scikit_learn(rusentne_run):
 
 def test_rusentne_evaluate_and_predict_commands(rusentne_run, rusentne, capsys, monkeypatch):
     out = rusentne_run["out"]
-    assert main(["evaluate", "classification", "--model", out, "--eval", rusentne_run["eval"],
-                 "--max-length", "128", *rusentne_run["flags"]]) == 0
+    # The columns used at training travel with the model: no --text-column / --text-pair-column again.
+    assert main(["evaluate", "classification", "--model", out, "--eval", rusentne_run["eval"]]) == 0
     scores = json.loads(capsys.readouterr().out)
     for key in ("accuracy", "macro_f1", "macro_f1_pos_neg"):
         assert scores[key] == pytest.approx(rusentne_run["metrics"][key], abs=1e-9)
 
     rows = rusentne_rows(rusentne, 3)
     lines = [json.dumps({"text": r["sentence"], "text_pair": r["entity"]}, ensure_ascii=False) for r in rows]
-    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines + ["Просто текст без пары."]) + "\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
     assert main(["predict", "classification", "--model", out]) == 0
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(results) == 4
+    assert len(results) == 3
     model = RuBertClassifier.from_pretrained(out)
     expected = model.classify([r["sentence"] for r in rows], [r["entity"] for r in rows])
     for result, row, want in zip(results, rows, expected):
@@ -235,7 +235,55 @@ def test_rusentne_evaluate_and_predict_commands(rusentne_run, rusentne, capsys, 
         assert result["label"] == want["label"] and result["label"] in ("-1", "0", "1")
         assert set(result["probabilities"]) == {"-1", "0", "1"}
         assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert "text_pair" not in results[3] and results[3]["label"] == model.classify("Просто текст без пары.")["label"]
+    # A pair model asked about a single text is told so, not answered silently.
+    monkeypatch.setattr(sys, "stdin", io.StringIO(lines[0] + "\nПросто текст без пары.\n"))
+    assert main(["predict", "classification", "--model", out]) == 2
+    assert "fine-tuned on text pairs" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="fine-tuned on text pairs"):
+        model.classify("Просто текст без пары.")
+
+
+def test_pair_model_exports_a_pair_signature_that_answers_as_eager(rusentne_run, rusentne, tmp_path, capsys):
+    """`rubert-tf export classification` of a pair model without --text-pair: the settings stored at
+    fine-tuning give a text + text_pair signature; --no-text-pair is refused; the served answers on
+    real RuSentNE rows equal classify()'s."""
+    import tensorflow as tf
+
+    out, base = rusentne_run["out"], str(tmp_path / "rusentne")
+    assert main(["export", "classification", "--model", out, "--out", base, "--no-warmup"]) == 0
+    assert main(["export", "classification", "--model", out, "--out", base, "--no-text-pair"]) == 2
+    assert "fine-tuned on text pairs" in capsys.readouterr().err
+    served = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
+    assert sorted(served.structured_input_signature[1]) == ["text", "text_pair"]
+    rows = rusentne_rows(rusentne, 40)
+    texts, pairs = [r["sentence"] for r in rows], [r["entity"] for r in rows]
+    outputs = served(text=tf.constant(texts), text_pair=tf.constant(pairs))
+    eager = RuBertClassifier.from_pretrained(out).classify(texts, pairs, batch_size=len(texts))
+    assert [o.decode() for o in outputs["label"].numpy()] == [e["label"] for e in eager]
+    assert outputs["label_id"].numpy().tolist() == [e["label_id"] for e in eager]
+    probabilities = [[e["probabilities"][name] for name in ("-1", "0", "1")] for e in eager]
+    difference = np.abs(outputs["probabilities"].numpy() - np.array(probabilities)).max()
+    print(f"\nclassification served vs eager on {len(rows)} RuSentNE pairs: labels equal, max |dp| = {difference:.2e}")
+    assert difference == 0.0
+
+
+def test_label_map_names_raw_labels(rusentne, tmp_path):
+    """-1/0/1 data with --labels negative,neutral,positive alone is refused with a hint; --label-map names them."""
+    task = get_task("classification")
+    with open(rusentne, encoding="utf-8") as f:
+        path = write_lines(tmp_path / "raw.tsv", f.read().splitlines()[:41])
+    names = {"labels": "negative,neutral,positive", **RUSENTNE_OPTIONS}
+    with pytest.raises(DataError, match="unknown label"):
+        task.read(path, names)
+    mapped = {"label_map": "-1=negative,0=neutral,1=positive", **RUSENTNE_OPTIONS}
+    examples = task.read(path, mapped)
+    raw = [r["label"] for r in rusentne_rows(rusentne, 40)]
+    assert [e["label"] for e in examples] == [{"-1": "negative", "0": "neutral", "1": "positive"}[r] for r in raw]
+    assert task.model_kwargs(examples, mapped)["labels"] == ["negative", "neutral", "positive"]
+    with pytest.raises(DataError, match="has no name in the label map"):
+        task.read(path, {"label_map": "-1=negative,1=positive", **RUSENTNE_OPTIONS})
+    with pytest.raises(ValueError, match="RAW=NAME"):
+        task.read(path, {"label_map": "-1:negative", **RUSENTNE_OPTIONS})
 
 
 def test_metrics_on_mixed_predictions_agree_with_scikit_learn(hf_classifier, rusentne, rucola, tmp_path):
@@ -249,7 +297,7 @@ def test_metrics_on_mixed_predictions_agree_with_scikit_learn(hf_classifier, rus
         "\t".join(line.split("\t")[:-1] + [names[line.split("\t")[-1]]]) for line in lines])
     examples = task.read(path, RUSENTNE_OPTIONS)
     model = RuBertClassifier.from_pretrained(hf_classifier["dir"])
-    metrics = task.evaluate(model, examples, 128, 32)
+    metrics = task.evaluate(model, examples, {"max_length": 128}, 32)
     predicted = [r["label"] for r in model.classify([e["text"] for e in examples], [e["text_pair"] for e in examples],
                                                     max_length=128)]
     gold = [e["label"] for e in examples]
@@ -266,7 +314,7 @@ def test_metrics_on_mixed_predictions_agree_with_scikit_learn(hf_classifier, rus
                                       str(tmp_path / "binary"))
     binary = RuBertClassifier.from_pretrained(binary_dir)
     examples = task.read(os.path.join(rucola, "in_domain_dev.csv"), RUCOLA_OPTIONS)[:300]
-    metrics = task.evaluate(binary, examples, 128, 32)
+    metrics = task.evaluate(binary, examples, {"max_length": 128}, 32)
     predicted = [int(r["label"]) for r in binary.classify([e["text"] for e in examples], max_length=128)]
     gold = [int(e["label"]) for e in examples]
     print(f"binary random head: {metrics}")
@@ -451,9 +499,11 @@ def test_evaluation_batches_keep_the_file_order(tokenizer, rucola_dev, tiny_chec
     task = get_task("classification")
     model = RuBertClassifier.from_pretrained(tiny_checkpoint, labels=["0", "1"])
     examples = rucola_dev[:37]
-    logits = task.logits(model, examples, 128, 8)
+    outputs, _ = task.outputs(model, examples, {"max_length": 128}, 8)  # the serving module, 8 at a time
     direct = np.asarray(model(tokenizer([e["text"] for e in examples], max_length=128, padding="longest"))["logits"])
-    assert logits.shape == (37, 2) and np.abs(logits - direct).max() < 1e-4
+    direct = np.exp(direct) / np.exp(direct).sum(-1, keepdims=True)
+    assert outputs["probabilities"].shape == (37, 2) and np.abs(outputs["probabilities"] - direct).max() < 1e-5
+    assert outputs["label_id"].tolist() == direct.argmax(-1).tolist()
 
 
 # ---- bad data -------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """tf.distribute with our models: MirroredStrategy on 2 logical CPUs trains like one device (also with
 gradient clipping and gradient accumulation), and MultiWorkerMirroredStrategy `fit` works with two
-workers on 127.0.0.1 thanks to rubert_tf.training.multi_worker (keras-team/keras#20585).
+workers on 127.0.0.1 thanks to rubert_tf.training.keras_fixes (keras-team/keras#20585).
 
 Every TensorFlow run happens in a subprocess (this file run as a script): logical devices and
 TF_CONFIG are per process, so the pytest process and other tests are untouched.
@@ -83,18 +83,18 @@ def test_strategy_helpers(monkeypatch):
 def test_multi_worker_compat_layer_is_idempotent_and_reversible():
     from keras.src.backend.tensorflow import trainer
 
-    from rubert_tf.training import multi_worker
+    from rubert_tf.training import keras_fixes
 
     before = (trainer.TensorFlowTrainer.__dict__["_maybe_symbolic_build"], trainer.reduce_per_replica,
-              multi_worker.multi_worker_fit_enabled())
-    with multi_worker.multi_worker_fit():
+              keras_fixes.multi_worker_fit_enabled())
+    with keras_fixes.multi_worker_fit():
         patched = (trainer.TensorFlowTrainer.__dict__["_maybe_symbolic_build"], trainer.reduce_per_replica)
-        assert multi_worker.multi_worker_fit_enabled()
-        assert multi_worker.enable_multi_worker_fit() is False  # second call: no-op
+        assert keras_fixes.multi_worker_fit_enabled()
+        assert keras_fixes.enable_multi_worker_fit() is False  # second call: no-op
         assert (trainer.TensorFlowTrainer.__dict__["_maybe_symbolic_build"], trainer.reduce_per_replica) == patched
-        assert "20585" in multi_worker.__doc__
+        assert "20585" in keras_fixes.MULTI_WORKER_FIT.issue
     after = (trainer.TensorFlowTrainer.__dict__["_maybe_symbolic_build"], trainer.reduce_per_replica,
-             multi_worker.multi_worker_fit_enabled())
+             keras_fixes.multi_worker_fit_enabled())
     assert after == before
 
 
@@ -215,13 +215,14 @@ def _script_mirrored(out_path):
     from rubert_tf.training import create_strategy
 
     strategy = create_strategy("mirrored", num_logical_cpus=2)  # first TF call: splits the CPU in 2
+    import contextlib
+
     import keras
     import numpy as np
     import tensorflow as tf
 
     import rubert_tf as rt
-    from rubert_tf.training import create_optimizer, enable_gradient_accumulation, set_mixed_precision
-    from rubert_tf.training.strategy import disable_optimizer_fixes, enable_optimizer_fixes
+    from rubert_tf.training import create_optimizer, enable_gradient_accumulation, keras_fixes, set_mixed_precision
 
     tf.config.experimental.enable_op_determinism()
     x, y = _tiny_data()
@@ -232,11 +233,11 @@ def _script_mirrored(out_path):
             keras.utils.set_random_seed(0)
             model = rt.RuBertClassifier(config, num_labels=3)
             optimizer = create_optimizer(1e-2, total_steps=8, warmup_ratio=0.25, clipnorm=0.05, sparse_updates=sparse)
-            if not fixes:  # create_optimizer switches the fixes on; Keras alone is the comparison here
-                disable_optimizer_fixes()
             enable_gradient_accumulation(optimizer, accumulation)
             model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        history = model.fit(_dataset(x, y, batch), epochs=2, verbose=0)
+        # fixes=False: Keras alone, the comparison that shows what the fixes are for
+        with keras_fixes.fixes_for(strategy) if fixes else contextlib.nullcontext():
+            history = model.fit(_dataset(x, y, batch), epochs=2, verbose=0)
         iterations = int(np.asarray(optimizer.iterations.numpy() if hasattr(optimizer.iterations, "numpy")
                                     else optimizer.iterations))
         run = {"loss": history.history["loss"], "iterations": iterations, "optimizer": type(model.optimizer).__name__}
@@ -256,11 +257,8 @@ def _script_mirrored(out_path):
             runs[f"mirrored_{precision}"], _ = train(strategy, GLOBAL_BATCH // 2, 2)
         finally:
             set_mixed_precision(None)
-    try:
-        runs["keras_single"], weights["keras_single"] = train(one_device, GLOBAL_BATCH, fixes=False)
-        runs["keras_mirrored"], weights["keras_mirrored"] = train(strategy, GLOBAL_BATCH, fixes=False)
-    finally:
-        enable_optimizer_fixes()
+    runs["keras_single"], weights["keras_single"] = train(one_device, GLOBAL_BATCH, fixes=False)
+    runs["keras_mirrored"], weights["keras_mirrored"] = train(strategy, GLOBAL_BATCH, fixes=False)
     diffs = {name: float(np.abs(weights[name] - weights["single"]).max())
              for name in ("mirrored", "mirrored_accumulation")}
     diffs["mirrored_sparse_vs_single_sparse"] = float(np.abs(weights["mirrored_sparse"] - weights["single_sparse"]).max())
@@ -279,7 +277,7 @@ def _script_worker(out_dir, index):
     import tensorflow as tf
 
     import rubert_tf as rt
-    from rubert_tf.training import create_optimizer, multi_worker, training_callbacks
+    from rubert_tf.training import create_optimizer, keras_fixes, training_callbacks
 
     tf.config.experimental.enable_op_determinism()
     x, y = _tiny_data(mlm=True)
@@ -297,30 +295,32 @@ def _script_worker(out_dir, index):
     result = {"replicas": strategy.num_replicas_in_sync}
 
     # 1. Keras as shipped: fails in _maybe_symbolic_build (keras-team/keras#20585).
-    multi_worker.disable_multi_worker_fit()
     try:
         build(strategy.scope()).fit(data, epochs=1, steps_per_epoch=1, verbose=0)
         result["error_without_compat"] = ""
     except Exception as error:  # noqa: BLE001 - the point is to record what Keras raises
         result["error_without_compat"] = f"{type(error).__name__}: {error}"[:500]
     # 2. Only the first spot fixed: fails in reduce_per_replica (MEAN over axis 0 of scalar logs).
-    multi_worker.enable_multi_worker_fit()
     from keras.src.backend.tensorflow import trainer
 
-    patched = trainer.reduce_per_replica
-    trainer.reduce_per_replica = multi_worker._ORIGINALS["reduce_per_replica"]
-    try:
-        build(strategy.scope()).fit(data, epochs=1, steps_per_epoch=1, verbose=0)
-        result["error_with_only_build_fix"] = ""
-    except Exception as error:  # noqa: BLE001
-        result["error_with_only_build_fix"] = f"{type(error).__name__}: {error}"[:500]
-    finally:
-        trainer.reduce_per_replica = patched
-    # 3. With the compat layer: works, with our fault-tolerance callbacks.
+    with keras_fixes.multi_worker_fit():
+        patched = trainer.reduce_per_replica
+        trainer.reduce_per_replica = keras_fixes.MULTI_WORKER_FIT.original(
+            "keras.src.backend.tensorflow.trainer", None, "reduce_per_replica")
+        try:
+            build(strategy.scope()).fit(data, epochs=1, steps_per_epoch=1, verbose=0)
+            result["error_with_only_build_fix"] = ""
+        except Exception as error:  # noqa: BLE001
+            result["error_with_only_build_fix"] = f"{type(error).__name__}: {error}"[:500]
+        finally:
+            trainer.reduce_per_replica = patched
+    # 3. With the fixes the strategy needs (multi-worker fit + optimizer fixes): works, with our
+    # fault-tolerance callbacks.
     model = build(strategy.scope())
     callbacks = training_callbacks(os.path.join(out_dir, "run"), backup_every_steps=2, checkpoint_every_steps=2,
                                    tensorboard=False, strategy=strategy)
-    history = model.fit(data, epochs=2, steps_per_epoch=2, callbacks=callbacks, verbose=0)
+    with keras_fixes.fixes_for(strategy):
+        history = model.fit(data, epochs=2, steps_per_epoch=2, callbacks=callbacks, verbose=0)
     result["loss"] = history.history["loss"]
     result["iterations"] = int(model.optimizer.iterations.numpy())
     np.save(os.path.join(out_dir, f"weights{index}.npy"), _flat_weights(model))

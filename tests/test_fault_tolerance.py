@@ -302,12 +302,10 @@ def test_checkpoint_store_is_atomic(tmp_path, monkeypatch, caplog):
 
 @pytest.fixture
 def optimizer_fixes():
-    from rubert_tf.training.strategy import disable_optimizer_fixes, enable_optimizer_fixes
+    from rubert_tf.training import keras_fixes
 
-    applied = enable_optimizer_fixes()
-    yield
-    if applied:
-        disable_optimizer_fixes()
+    with keras_fixes.optimizer_fixes():
+        yield
 
 
 def test_gradient_accumulation_equals_larger_batch(optimizer_fixes):

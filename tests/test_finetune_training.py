@@ -293,7 +293,7 @@ def _script_cli(directory, out, sleep, mode=""):
     import keras
     import tensorflow as tf
 
-    import rubert_tf.finetune as runner
+    import rubert_tf.training.runner as runner  # finetune's TrainingRun adds the callbacks
     from rubert_tf.cli import main
 
     tf.config.experimental.enable_op_determinism()

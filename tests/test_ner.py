@@ -1,21 +1,27 @@
 """NER end to end: BertForTokenClassification parity with transformers, first-sub-token label
 alignment equal to HF's `word_ids()`, the tf.data pipeline (padding, -100, determinism), and the
 whole path on real factRuEval-2016 data through the CLI: read (strict error / repair), fine-tune
-(loss falls), evaluate (== seqeval), predict (JSON with character offsets)."""
+(loss falls), evaluate (== seqeval), predict (JSON with character offsets); and the exported
+SavedModel answers exactly as `extract_entities` (IOBES and bare tags included). How tags group into
+entities, against seqeval, and reading every tag scheme: test_ner_decoding.py."""
 
+import collections
 import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
 import pytest
 import seqeval.metrics
+import tensorflow as tf
 import torch
 import transformers
+from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
 
 import reference_models as ref
 from rubert_tf import cli
@@ -24,7 +30,8 @@ from rubert_tf.data.readers import DataError, read_conll
 from rubert_tf.metrics.ner import entity_scores, get_entities
 from rubert_tf.models.token_classifier import RuBertTokenClassifier
 from rubert_tf.tasks import get_task
-from rubert_tf.tasks.ner import NerTask, infer_labels
+from rubert_tf.tasks.ner import NerTask, extract_entities, infer_labels
+from rubert_tf.tasks.ner import processing as ner_processing
 from rubert_tf.tokenizer import RuBertTokenizer
 
 TOLERANCE = 1e-4
@@ -325,7 +332,9 @@ def finetuned(tiny_checkpoint, factrueval, tmp_path_factory):
 def test_finetune_cli_needs_repair_for_the_malformed_file(finetuned, capsys):
     assert finetuned["exit"] == 0
     capsys.readouterr()
-    assert cli.main(finetuned["args"]) == 2  # the same command without --repair-bio
+    args = list(finetuned["args"])
+    args[args.index("--out") + 1] += "_strict"  # another folder: the first one holds a model already
+    assert cli.main(args) == 2  # the same command without --repair-bio
     error = capsys.readouterr().err
     assert "train.bio:" in error and "malformed BIO: I-PER follows O" in error and "--repair-bio" in error
 
@@ -339,7 +348,8 @@ def test_finetune_loss_falls(finetuned, tiny_checkpoint):
 
     def held_out_loss(model):
         model.compile(loss=model.default_loss())
-        return model.evaluate(task.dataset(model, tokenizer, examples, 16, 64), verbose=0)
+        data = task.dataset(model, tokenizer, examples, settings={"max_length": 64}, batch_size=16)
+        return model.evaluate(data, verbose=0)
 
     keras.utils.set_random_seed(0)
     before = held_out_loss(RuBertTokenClassifier.from_pretrained(tiny_checkpoint, labels=TAGS))
@@ -371,28 +381,23 @@ def test_evaluate_cli_equals_seqeval(finetuned, capsys):
         written["word_accuracy"])
 
 
-class NoisyTagger:
-    """Stands in for a model: returns the gold tags with deterministic mistakes of every kind."""
-
-    def __init__(self, gold):
-        self.gold = gold
-
-    def tag_words(self, sentences, max_length=512, batch_size=32):
-        out = []
-        for row, tags in enumerate(self.gold):
-            tags = list(tags)
-            for i in range(len(tags)):
-                k = (7 * row + 3 * i) % 11
-                if k == 0:
-                    tags[i] = "O"
-                elif k == 1 and tags[i] != "O":
-                    tags[i] = tags[i][:2] + ("PER" if tags[i][2:] != "PER" else "LOC")
-                elif k == 2:
-                    tags[i] = "I-ORG"
-                elif k == 3 and tags[i].startswith("I-"):
-                    tags[i] = "B-" + tags[i][2:]
-            out.append(tags)
-        return out
+def noisy_tags(gold):
+    """The gold tags with deterministic mistakes of every kind (what a poor model would answer)."""
+    out = []
+    for row, tags in enumerate(gold):
+        tags = list(tags)
+        for i in range(len(tags)):
+            k = (7 * row + 3 * i) % 11
+            if k == 0:
+                tags[i] = "O"
+            elif k == 1 and tags[i] != "O":
+                tags[i] = tags[i][:2] + ("PER" if tags[i][2:] != "PER" else "LOC")
+            elif k == 2:
+                tags[i] = "I-ORG"
+            elif k == 3 and tags[i].startswith("I-"):
+                tags[i] = "B-" + tags[i][2:]
+        out.append(tags)
+    return out
 
 
 HAND_MADE = [
@@ -407,7 +412,7 @@ HAND_MADE = [
 ]
 
 
-def test_metrics_and_evaluate_match_seqeval(dev_sentences):
+def test_metrics_and_evaluate_match_seqeval(dev_sentences, monkeypatch):
     gold = [g for g, _ in HAND_MADE]
     predicted = [p for _, p in HAND_MADE]
     scores = entity_scores(gold, predicted)
@@ -417,9 +422,16 @@ def test_metrics_and_evaluate_match_seqeval(dev_sentences):
 
     examples = dev_sentences[:300]
     gold = [s["tags"] for s in examples]
-    model = NoisyTagger(gold)
-    predicted = model.tag_words(None)
-    metrics = NerTask().evaluate(model, examples, 64, 32)
+    predicted = noisy_tags(gold)
+    calls = []
+
+    def tag_words(model, sentences, settings=None, batch_size=32):  # the postprocessor's word tags, noisy
+        calls.append((model, [list(words) for words in sentences], settings.max_length, batch_size))
+        return predicted
+
+    monkeypatch.setattr(ner_processing, "tag_words", tag_words)
+    metrics = NerTask().evaluate("model", examples, settings={"max_length": 64}, batch_size=32)
+    assert calls == [("model", [s["tokens"] for s in examples], 64, 32)]
     assert 0.2 < metrics["f1"] < 0.95
     assert metrics["precision"] == pytest.approx(seqeval.metrics.precision_score(gold, predicted))
     assert metrics["recall"] == pytest.approx(seqeval.metrics.recall_score(gold, predicted))
@@ -430,6 +442,27 @@ def test_metrics_and_evaluate_match_seqeval(dev_sentences):
         assert metrics[f"{entity_type}_recall"] == pytest.approx(report[entity_type]["recall"])
         assert metrics[f"{entity_type}_f1"] == pytest.approx(report[entity_type]["f1-score"])
         assert metrics[f"{entity_type}_support"] == report[entity_type]["support"]
+
+
+class FixedTags:
+    """Stands in for the head: logits that give the first piece of each word of `text` its tag in
+    `word_tags` (pieces found here as CoNLL words are: a piece and its "##" continuations)."""
+
+    def __init__(self, tokenizer, text, word_tags):
+        self.tokenizer, self.labels = tokenizer, TAGS
+        ids = tokenizer.tokenize(tf.constant([text]))[0].numpy()
+        starts = [i for i, token_id in enumerate(ids) if not tokenizer.id_to_token(token_id).startswith("##")]
+        assert len(starts) == len(word_tags)
+        by_position = np.zeros(len(ids) + 2, np.int32)  # [CLS] text [SEP]
+        by_position[np.array(starts) + 1] = [TAGS.index(tag) for tag in word_tags]
+        self.by_position = tf.constant(by_position)
+
+    def _require_tokenizer(self):
+        return self.tokenizer
+
+    def __call__(self, features, training=False):
+        width = tf.shape(features["token_ids"])[1]
+        return {"logits": tf.one_hot(self.by_position[None, :width], len(TAGS))}
 
 
 def test_extract_entities_offsets_point_into_the_original_text(finetuned):
@@ -446,8 +479,7 @@ def test_extract_entities_offsets_point_into_the_original_text(finetuned):
     # Entity spans run from the first word's start to the last word's end, gaps included.
     tags = ["B-PER", "I-PER", "I-PER", "I-PER", "I-PER", "O", "O", "O", "B-LOC", "I-LOC", "I-LOC", "O", "O", "O",
             "B-LOC", "O", "O", "O"]
-    model.tag_words = lambda sentences, **kwargs: [tags]
-    entities = model.extract_entities(text)["entities"]
+    entities = extract_entities(FixedTags(model.tokenizer, text, tags), text)["entities"]
     assert [(e["text"], e["label"]) for e in entities] == [("Жан-Мари Ле\u00a0Пен", "PER"), ("Нью-Йорк", "LOC"),
                                                           ("Мос\u200bква", "LOC")]
     for entity in entities:
@@ -477,3 +509,86 @@ def test_predict_cli_prints_json(finetuned, monkeypatch, capsys):
     first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [w["tag"] for w in first["words"]] == second["tags"]
     assert second["tokens"] == ["Путин", "прилетел", "в", "Минск"]
+
+
+# ---- served == eager: the exported SavedModel answers as extract_entities does ------------------
+
+# IOBES and bare tags, where the old served graph and scoring disagreed (S- I-, E- I-, bare types);
+# bare names whose first letter is no prefix letter, so seqeval decodes them too (see test_ner_decoding).
+SERVED_TAGS = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "GPE", "MISC"]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoint, dev_sentences, tmp_path_factory):
+    """A random token classifier with SERVED_TAGS (head weights scaled up, so the tags vary from word to
+    word), exported with its serving module and loaded back; texts: factRuEval sentences, words joined
+    by spaces."""
+    keras.utils.set_random_seed(5)
+    model = RuBertTokenClassifier.from_pretrained(tiny_checkpoint, labels=SERVED_TAGS)
+    head = model.get_layer("classifier")
+    head.kernel.assign(np.random.RandomState(0).normal(size=head.kernel.shape).astype("float32"))
+    settings = {"max_length": 64}
+    module = NerTask().serving_module(model, model.tokenizer, settings)
+    directory = str(tmp_path_factory.mktemp("ner_saved_model"))
+    tf.saved_model.save(module, directory, signatures=module.serving_functions)
+    texts = [" ".join(s["tokens"]) for s in dev_sentences[:48]]
+    signature = tf.saved_model.load(directory).signatures["serving_default"]
+    outputs = [{key: value.numpy() for key, value in signature(text=tf.constant(texts[i:i + 16])).items()}
+               for i in range(0, len(texts), 16)]
+    return {"model": model, "settings": settings, "texts": texts, "outputs": outputs}
+
+
+def test_saved_model_equals_extract_entities_on_real_sentences(served):
+    texts = served["texts"]
+    eager = extract_entities(served["model"], texts, served["settings"], batch_size=16)
+    assert served["model"].extract_entities(texts, max_length=64, batch_size=16) == eager
+    entities = words = 0
+    for batch, outputs in enumerate(served["outputs"]):
+        for row in range(len(outputs["entity_count"])):
+            text, expected = texts[16 * batch + row], eager[16 * batch + row]
+            count = outputs["entity_count"][row]
+            got = [{"start": int(outputs["entity_start"][row][i]), "end": int(outputs["entity_end"][row][i]),
+                    "label": outputs["entity_label"][row][i].decode()} for i in range(count)]
+            assert got == [{"start": e["start"], "end": e["end"], "label": e["label"]} for e in expected["entities"]]
+            tags = [tag.decode() for tag in outputs["tags"][row] if tag]
+            assert tags == [w["tag"] for w in expected["words"]]
+            spans = list(zip(outputs["word_start"][row], outputs["word_end"][row]))[:outputs["word_count"][row]]
+            assert [(int(s), int(e)) for s, e in spans] == [(w["start"], w["end"]) for w in expected["words"]]
+            assert all(text[w["start"]:w["end"]] == w["text"] for w in expected["words"] + expected["entities"])
+            entities, words = entities + count, words + len(tags)
+    print(f"\nserved == eager on {len(texts)} factRuEval sentences: {words} words, {entities} entities")
+    assert entities > 50
+
+
+def test_served_entities_are_seqevals_of_its_word_tags(served):
+    """The cross-check that failed before: the served graph read S-/E- as B-/I- and bare tags as O."""
+    patterns = collections.Counter()
+    for outputs in served["outputs"]:
+        for row in range(len(outputs["entity_count"])):
+            tags = [tag.decode() for tag in outputs["word_tag"][row][:outputs["word_count"][row]]]
+            count = outputs["entity_count"][row]
+            got = [(label.decode(), int(first), int(last)) for label, first, last in zip(
+                outputs["entity_label"][row][:count], outputs["entity_first_word"][row][:count],
+                outputs["entity_last_word"][row][:count])]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # seqeval warns that bare tags "seem not to be NE tags"
+                found = seqeval_entities(tags)
+            # seqeval names a bare type without its first letter ("GPE" -> "PE"); the full name is ours.
+            expected = [(tags[s] if "-" not in tags[s] else t, s, e) for t, s, e in found]
+            assert got == expected == get_entities(tags)
+            for previous, tag in zip(["O"] + tags, tags):
+                patterns["bare"] += "-" not in tag and tag != "O"
+                patterns["S/E then I/E"] += previous[:2] in ("S-", "E-") and tag[:2] in ("I-", "E-")
+    print(f"\nword tag patterns the old served graph decoded differently: {dict(patterns)}")
+    assert patterns["bare"] > 20 and patterns["S/E then I/E"] > 20
+
+
+def test_texts_and_sentences_without_words(served):
+    model = served["model"]
+    assert extract_entities(model, ["", "  \u200b ", "Москва"], served["settings"])[:2] == [
+        {"words": [], "entities": []}, {"words": [], "entities": []}]
+    assert extract_entities(model, []) == []
+    tags = model.tag_words([[], ["\u200b"], ["Москва", "\u200b"]])
+    assert tags[:2] == [[], ["O"]] and len(tags[2]) == 2 and tags[2][1] == "O"
+    with pytest.raises(TypeError, match="text 1: expected str"):
+        extract_entities(model, ["Москва", 5])

@@ -323,12 +323,10 @@ def test_pretrain_cli_writes_a_checkpoint_and_continues_from_it(small_corpus, tm
 
 
 def test_interrupted_pretraining_resumes_at_the_step_it_reached(small_corpus, tmp_path, monkeypatch, capsys):
-    import sys
-
     import keras
     from safetensors.numpy import load_file
 
-    module = sys.modules["rubert_tf.pretraining.pretrain"]
+    import rubert_tf.training.runner as module  # the run pretrain shares with finetune adds the callbacks
     kwargs = dict(train=small_corpus["train", "documents"], config="cointegrated/rubert-tiny2",
                   overrides=dict(num_layers=1, hidden_size=32, num_heads=2, intermediate_size=64), batch_size=8,
                   steps=8, checkpoint_every=4, backup_every=3, learning_rate=1e-3, seed=5, verbose=0)

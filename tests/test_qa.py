@@ -20,6 +20,7 @@ from rubert_tf.data.qa import decode_answers, encode_qa_windows, qa_training_dat
 from rubert_tf.data.readers import DataError, read_squad
 from rubert_tf.metrics.squad import squad_scores
 from rubert_tf.tasks import get_task
+from rubert_tf.tasks.qa import processing as qa_processing
 
 TOLERANCE = 1e-4
 XQUAD = os.path.join(ref.DATA, "xquad-ru", "xquad.ru.part1.json")
@@ -269,46 +270,55 @@ def test_squad_v2_windows_point_at_cls_and_need_the_flag(tokenizer, tmp_path):
 
 
 class FixedAnswers:
-    """Stands in for a model: answers with given texts and records the settings it was called with."""
+    """Stands in for a model (its config holds stored settings) and for the served module it would run
+    (rubert_tf.tasks.qa.processing.answer, patched): answers with given texts, records the settings."""
 
-    def __init__(self, texts, extra=None):
+    def __init__(self, monkeypatch, texts, stored=None):
         self.texts, self.calls = texts, []
-        self.config = rt.RuBertConfig(vocab_size=10, extra={"question_answering": extra} if extra else {})
+        # Settings as models fine-tuned before the task units stored them (read back as a fallback).
+        self.config = rt.RuBertConfig(vocab_size=10, extra={"question_answering": stored} if stored else {})
+        monkeypatch.setattr(qa_processing, "answer", self)
 
-    def answer(self, questions, contexts, **settings):
+    def __call__(self, model, questions, contexts, settings, batch_size):
+        assert model is self
         self.calls.append(settings)
-        return [{"answer": text, "start": None, "end": None, "score": 0.0} for text in self.texts[:len(questions)]]
+        return [{"answer": text, "start": None, "end": None, "score": 0.0, "truncated": False}
+                for text in self.texts[:len(questions)]]
 
 
-def test_evaluate_scores_the_predictions_with_squad_metrics(xquad):
+def test_evaluate_scores_the_predictions_with_squad_metrics(xquad, monkeypatch):
     examples = xquad[:6]
     texts = [e["answers"][0]["text"] for e in examples[:3]]  # right
     texts += ["Пэнтерс " + examples[3]["answers"][0]["text"], "совсем не то", ""]  # partly right, wrong, empty
     task = get_task("qa")
-    task.configure({"stride": 50})
-    model = FixedAnswers(texts, extra={"stride": 20, "max_answer_length": 7})
-    metrics = task.evaluate(model, examples, 128, 4)
+    model = FixedAnswers(monkeypatch, texts, stored={"stride": 20, "max_answer_length": 7})
+    metrics = task.evaluate(model, examples, {"stride": 50, "max_length": 128}, 4)
     expected = squad_scores({e["id"]: t for e, t in zip(examples, texts)},
                             {e["id"]: [a["text"] for a in e["answers"]] for e in examples})
     assert metrics == {**expected, "questions": 6}
     assert 50.0 <= metrics["exact_match"] < metrics["f1"] < 100.0
     # flags win over the model's stored settings, which win over the defaults
-    assert model.calls[0]["stride"] == 50 and model.calls[0]["max_answer_length"] == 7
-    assert model.calls[0]["allow_no_answer"] is False and model.calls[0]["max_length"] == 128
+    settings = model.calls[0]
+    assert settings.stride == 50 and settings.max_answer_length == 7
+    assert settings.version_2_with_negative is False and settings.max_length == 128
 
 
-def test_evaluate_squad_v2_splits_has_answer_and_no_answer(tmp_path):
+def test_evaluate_squad_v2_splits_has_answer_and_no_answer(tmp_path, monkeypatch):
     article = {"title": "t", "paragraphs": [{"context": "Волга впадает в Каспийское море.", "qas": [
         {"id": "a", "question": "Куда впадает Волга?", "answers": [{"text": "Каспийское море", "answer_start": 16}]},
         {"id": "b", "question": "Где исток Невы?", "answers": [], "is_impossible": True}]}]}
     task = get_task("qa")
     examples = task.read(write_squad(tmp_path / "v2.json", [article], "v2.0"), {"version_2_with_negative": True})
-    right = task.evaluate(FixedAnswers(["Каспийское море", ""]), examples, 64, 2)
+    v2 = {"version_2_with_negative": True, "max_length": 64}
+    right = task.evaluate(FixedAnswers(monkeypatch, ["Каспийское море", ""]), examples, v2, 2)
     assert (right["exact_match"], right["has_answer_exact_match"], right["no_answer_exact_match"]) == (100, 100, 100)
-    silent = FixedAnswers(["", ""])
-    scores = task.evaluate(silent, examples, 64, 2)
+    silent = FixedAnswers(monkeypatch, ["", ""])
+    scores = task.evaluate(silent, examples, v2, 2)
     assert (scores["exact_match"], scores["has_answer_f1"], scores["no_answer_f1"]) == (50, 0, 100)
-    assert silent.calls[0]["allow_no_answer"] is True
+    assert silent.calls[0].version_2_with_negative is True
+    # A model fine-tuned on v2 data keeps scoring "no answer" without the flag.
+    stored = FixedAnswers(monkeypatch, ["", ""], stored={"version_2_with_negative": True})
+    assert "no_answer_f1" in task.evaluate(stored, examples, None, 2)
 
 
 # ---- XQuAD-ru: fine-tune, evaluate, predict through the CLI -------------------------------------
@@ -338,14 +348,15 @@ def test_finetune_evaluate_predict_on_xquad(tiny_checkpoint, tokenizer, tmp_path
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["train_loss_last_epoch"] < metrics["train_loss_first_epoch"]
     model = rt.RuBertQuestionAnswerer.from_pretrained(out)
-    assert model.config.extra["question_answering"]["stride"] == 32
+    stored = model.config.extra["task_settings"]  # the task's settings travel with the model
+    assert (stored["task"], stored["stride"], stored["max_length"]) == ("qa", 32, 128)
     after = qa_loss(model, test_windows)
     assert after < before
 
     # evaluate: the CLI's numbers are SQuAD EM/F1 of the model's own predictions.
     assert main(["evaluate", "qa", "--model", out, "--eval", test, "--max-length", "128"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
-    predictions = get_task("qa").predictions(model, test_examples, 128, 32)
+    predictions = get_task("qa").predictions(model, test_examples)  # the stored settings apply
     assert all(predictions[e["id"]] in e["context"] and predictions[e["id"]] for e in test_examples)
     expected = squad_scores(predictions, {e["id"]: [a["text"] for a in e["answers"]] for e in test_examples})
     assert evaluated["exact_match"] == pytest.approx(expected["exact_match"])
@@ -395,4 +406,4 @@ def test_broken_json_names_the_file(tmp_path, tiny_checkpoint, capsys):
 def test_predict_needs_question_and_context(tiny_checkpoint):
     model = rt.RuBertQuestionAnswerer.from_pretrained(tiny_checkpoint)
     with pytest.raises(ValueError, match='input 1: QA needs .*"question" and "context"'):
-        get_task("qa").predict(model, ["просто текст"], 128, 8)
+        get_task("qa").predict(model, ["просто текст"], {"max_length": 128}, 8)

@@ -201,14 +201,14 @@ def test_in_batch_negatives_training_lowers_loss_and_raises_accuracy(tiny_checkp
     task = SentenceEmbeddingTask()
     keras.utils.set_random_seed(0)
     model = RuBertSentenceEncoder.from_pretrained(tiny_checkpoint)
-    before = task.evaluate(model, rows, max_length=64, batch_size=32)
+    before = task.evaluate(model, rows, {"max_length": 64}, batch_size=32)
 
-    data = task.dataset(model, model.tokenizer, rows, batch_size=16, max_length=64, shuffle=True, seed=0)
+    data = task.dataset(model, model.tokenizer, rows, {"max_length": 64}, batch_size=16, shuffle=True, seed=0)
     steps = 30
     model.compile(optimizer=create_optimizer(3e-4, steps, 0.1, 0.01), loss=task.loss(model), jit_compile=False)
     history = model.fit(data.repeat(), epochs=3, steps_per_epoch=steps // 3, shuffle=False, verbose=0)
     losses = history.history["loss"]
-    after = task.evaluate(model, rows, max_length=64, batch_size=32)
+    after = task.evaluate(model, rows, {"max_length": 64}, batch_size=32)
     print("losses", losses, "before", before, "after", after)
 
     assert losses[-1] < 0.7 * losses[0]
@@ -227,7 +227,7 @@ def test_finetune_sentence_end_to_end(tiny_checkpoint, tmp_path):
     options = {"text_column": "ru", "text_pair_column": "paraphrase"}
     task = get_task("sentence")
     examples = task.read(train, options)
-    before = task.evaluate(RuBertSentenceEncoder.from_pretrained(tiny_checkpoint), examples, 64, 32)
+    before = task.evaluate(RuBertSentenceEncoder.from_pretrained(tiny_checkpoint), examples, {"max_length": 64}, 32)
 
     out = str(tmp_path / "model")
     metrics = finetune("sentence", model=tiny_checkpoint, train=train, eval=train, out=out, options=options,
@@ -240,7 +240,7 @@ def test_finetune_sentence_end_to_end(tiny_checkpoint, tmp_path):
         assert json.load(f)["accuracy_at_1"] == metrics["accuracy_at_1"]
 
     reloaded = RuBertSentenceEncoder.from_pretrained(out)
-    again = get_task("sentence").evaluate(reloaded, examples, 64, 32)
+    again = get_task("sentence").evaluate(reloaded, examples, {"max_length": 64}, 32)
     assert again["mrr"] == pytest.approx(metrics["mrr"], abs=1e-6)
 
 

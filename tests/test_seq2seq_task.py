@@ -14,6 +14,8 @@ import pytest
 from rubert_tf.cli import main
 from rubert_tf.metrics.generation import corpus_bleu, corpus_chrf
 from rubert_tf.tasks import get_task
+from rubert_tf.tasks.seq2seq import processing as seq2seq_processing
+from rubert_tf.tasks.seq2seq.settings import Seq2SeqSettings
 from rubert_tf.tokenizer import RuBertTokenizer
 
 
@@ -62,8 +64,11 @@ def test_finetune_loss_falls_and_the_model_keeps_its_settings(finetuned):
     assert config["is_encoder_decoder"] and config["architectures"] == ["EncoderDecoderModel"]
     # bert2bert: start [CLS], end [SEP], pad [PAD]; the lengths fine-tuning used are kept for inference.
     assert (config["decoder_start_token_id"], config["eos_token_id"], config["pad_token_id"]) == (2, 3, 0)
-    assert config["seq2seq"] == {"metric": "bleu", "max_source_length": 16, "max_target_length": 8, "num_beams": 1,
-                                 "generation_max_length": 9, "length_penalty": 1.0, "no_repeat_ngram_size": 0}
+    stored = config["task_settings"]
+    assert {key: stored[key] for key in ("task", "metric", "max_length", "max_target_length", "num_beams")} == {
+        "task": "seq2seq", "metric": "bleu", "max_length": 16, "max_target_length": 8, "num_beams": 1}
+    settings = Seq2SeqSettings.from_dict(stored)
+    assert (settings.source_length, settings.target_length, settings.output_length) == (16, 8, 9)
     assert os.path.isfile(os.path.join(finetuned["out"], "vocab.txt"))
 
 
@@ -149,7 +154,7 @@ class StandInModel:
         return None
 
 
-def test_rouge_metric_and_settings_resolution(shared_data, tmp_path):
+def test_rouge_metric_and_settings_resolution(shared_data, tmp_path, monkeypatch):
     tokenizer = RuBertTokenizer(os.path.join(shared_data, "rubert-tiny2", "vocab.txt"))
     path = tmp_path / "summaries.jsonl"
     rows = [{"text": "Длинная статья о кошке на ковре", "summary": "Кошка сидит на ковре"},
@@ -163,28 +168,40 @@ def test_rouge_metric_and_settings_resolution(shared_data, tmp_path):
     examples = task.read(str(path), {"source_column": "text", "target_column": "summary", "metric": "rouge",
                                      "num_beams": None})
     model = StandInModel(tokenizer, outputs, stored)
-    metrics = task.evaluate(model, examples, max_length=128, batch_size=4)
+    calls = []
+
+    def served_generate(model, texts, settings, batch_size=32, generation=None):  # the serving module's place
+        calls.append({"settings": settings, "generation": generation, "batch_size": batch_size,
+                      "search": seq2seq_processing.generation_config(model, settings, generation)})
+        return [model.outputs[text] for text in texts]
+
+    monkeypatch.setattr(seq2seq_processing, "generate", served_generate)
+    metrics = task.evaluate(model, examples, {"metric": "rouge", "max_length": 128}, batch_size=4)
     # Hand-computed (see test_generation_metrics): rouge1 (75 + 100) / 2, rouge2 (100/3 + 200/3) / 2, rougeL 75.
     assert metrics == pytest.approx({"rouge1": 87.5, "rouge2": 50.0, "rougeL": 75.0, "loss": 2.5, "examples": 2,
                                      "num_beams": 4})
-    # Flags win over what the model stored; the stored settings over the defaults.
-    assert model.calls[0] == {"batch_size": 4, "num_beams": 4, "length_penalty": 1.0, "no_repeat_ngram_size": 3,
-                              "max_length": 21, "max_input_length": 64}
+    # Flags win over what the model stored (here in the pre-"task_settings" key); the stored over the defaults.
+    assert calls[0]["search"] == {"num_beams": 4, "length_penalty": 1.0, "no_repeat_ngram_size": 3, "max_length": 21}
+    assert calls[0]["settings"].source_length == 64 and calls[0]["batch_size"] == 4
     assert (model.config.decoder_start_token_id, model.config.eos_token_id, model.config.pad_token_id) == (2, 3, 0)
     predictions = task.predict(model, [rows[0]["text"], {"text": rows[1]["text"]}], None, 2,
                                generation={"num_beams": 1, "top_k": None})
     assert predictions == [{"text": rows[0]["text"], "generated": outputs[rows[0]["text"]]},
                            {"text": rows[1]["text"], "generated": outputs[rows[1]["text"]]}]
-    assert model.calls[-1]["num_beams"] == 1 and "top_k" not in model.calls[-1]
-    # Without stored settings: lengths follow the runner's max_length.
-    fresh = get_task("seq2seq")
-    fresh.configure({})
-    assert fresh.generation_kwargs(StandInModel(tokenizer, {}), max_length=48) == {
-        "num_beams": 1, "length_penalty": 1.0, "no_repeat_ngram_size": 0, "max_length": 49, "max_input_length": 48}
-    # predict's --max-length 512 would give 513 decoder positions: capped at the decoder's table.
+    assert calls[-1]["search"]["num_beams"] == 1 and "top_k" not in calls[-1]["search"]
+    # Sampling is not part of the served graph: it runs model.generate.
+    task.predict(model, [rows[0]["text"]], None, 2, generation={"do_sample": True, "top_k": 5})
+    assert model.calls[-1]["do_sample"] and model.calls[-1]["top_k"] == 5
+    # Without stored settings: lengths follow max_length.
+    fresh = Seq2SeqSettings.resolve(StandInModel(tokenizer, {}), {"max_length": 48})
+    assert seq2seq_processing.generation_config(StandInModel(tokenizer, {}), fresh) == {
+        "num_beams": 1, "length_penalty": 1.0, "no_repeat_ngram_size": 0, "max_length": 49}
+    assert fresh.source_length == 48
+    # --max-length 512 would give 513 decoder positions: capped at the decoder's table (an explicit value is not).
     short = StandInModel(tokenizer, {})
     short.config.decoder = types.SimpleNamespace(max_position_embeddings=40)
-    assert fresh.generation_kwargs(short, max_length=512)["max_length"] == 40
-    assert fresh.generation_kwargs(short, 512, overrides={"max_length": 60})["max_length"] == 60
-    with pytest.raises(ValueError, match=r"unknown option\(s\) for task 'seq2seq': \['beams'\]"):
-        fresh.configure({"beams": 2})
+    assert seq2seq_processing.generation_config(short, Seq2SeqSettings(max_length=512))["max_length"] == 40
+    assert seq2seq_processing.generation_config(short, Seq2SeqSettings(max_length=512), {"max_length": 60})[
+        "max_length"] == 60
+    with pytest.raises(ValueError, match=r"unknown seq2seq setting\(s\) \['beams'\]"):
+        Seq2SeqSettings.resolve(None, {"beams": 2})

@@ -5,9 +5,8 @@
 """
 
 from rubert_tf.checkpoints.hf import CheckpointError, read_hf_weights, save_hf_checkpoint
-from rubert_tf.checkpoints.hub import resolve_model_dir
 from rubert_tf.checkpoints.loading import load_model, load_weights, read_weights
 from rubert_tf.checkpoints.tf1 import read_tf1_weights
 
 __all__ = ["CheckpointError", "load_model", "load_weights", "read_hf_weights", "read_tf1_weights",
-           "read_weights", "resolve_model_dir", "save_hf_checkpoint"]
+           "read_weights", "save_hf_checkpoint"]

@@ -19,8 +19,8 @@ import re
 
 import numpy as np
 
+from rubert_tf import hub
 from rubert_tf.checkpoints.hf import CheckpointError, read_hf_weights
-from rubert_tf.checkpoints.hub import resolve_model_dir
 from rubert_tf.checkpoints.tf1 import find_tf1_checkpoint, read_tf1_weights
 from rubert_tf.config import RuBertConfig
 
@@ -46,7 +46,7 @@ _WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 
 def load_model(cls, name_or_path, **kwargs):
     """Build `cls(config, **kwargs)` from a checkpoint directory or hub id and load its weights."""
-    directory = resolve_model_dir(name_or_path)
+    directory = hub.resolve(name_or_path)
     find_weights(directory)  # before the config, so an empty directory lists what it should hold
     config = RuBertConfig.from_pretrained(directory)
     tensors, path = read_weights(directory)  # before building, so a broken file fails fast

@@ -15,11 +15,11 @@ import os
 
 import numpy as np
 
+from rubert_tf import hub
 from rubert_tf.checkpoints.hf import CheckpointError, save_hf_checkpoint
-from rubert_tf.checkpoints.hub import resolve_model_dir
 from rubert_tf.checkpoints.loading import _listing, _shape_problem, find_weights, normalize_names, read_weights
 from rubert_tf.config import RuBertConfig
-from rubert_tf.models.seq2seq_config import Seq2SeqConfig
+from rubert_tf.seq2seq_config import Seq2SeqConfig
 
 logger = logging.getLogger(__name__)
 
@@ -151,12 +151,11 @@ def _token_ids_from(directory, values):
     return ids
 
 
-def from_pretrained(cls, encoder_path, decoder_path=None, load_tokenizer=True, **kwargs):
-    from rubert_tf.models.seq2seq import load_tokenizer_if_present
-
-    encoder_dir = resolve_model_dir(encoder_path)
-    decoder_dir = None if decoder_path is None else resolve_model_dir(decoder_path)
-    tokenizer = load_tokenizer_if_present(encoder_dir) if load_tokenizer else None
+def from_pretrained(cls, encoder_path, decoder_path=None, tokenizer=None, **kwargs):
+    """A `cls` (RuBertSeq2Seq) with the weights of `encoder_path` (+ `decoder_path`); `tokenizer` (loaded by
+    the model) fills the config's missing special token ids."""
+    encoder_dir = hub.resolve(encoder_path)
+    decoder_dir = None if decoder_path is None else hub.resolve(decoder_path)
     if decoder_dir is None and _is_encoder_decoder_dir(encoder_dir):
         find_weights(encoder_dir)
         values = _read_json(os.path.join(encoder_dir, "config.json"))

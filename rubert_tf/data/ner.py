@@ -1,4 +1,4 @@
-"""NER (BIO/IOB2) data: pre-split sentences -> word-aligned sub-token labels, inside tf.data.
+"""NER data (tags of any scheme, as ids): pre-split sentences -> word-aligned sub-token labels, inside tf.data.
 
 Every sentence is a list of words (CoNLL tokens). The words are joined by single spaces into one
 text, which the in-graph tokenizer splits with character offsets; each sub-token is then mapped to
@@ -8,7 +8,7 @@ the loss ignores. This is what HF does with `is_split_into_words=True` and `word
 BERT's pre-tokenizer splits at whitespace, so tokenizing the joined text equals tokenizing each word.
 
 Words that the tokenizer removes entirely (e.g. a lone zero-width space) and words cut off by
-truncation get no position; `RuBertTokenClassifier.tag_words` tags them "O".
+truncation get no position; `rubert_tf.tasks.ner.tag_words` tags them "O".
 
     features, word_index = encode_words(tokenizer, [["Встреча", "в", "Москве"]], max_length=128)
     dataset = ner_dataset(tokenizer, sentences, tag_ids, batch_size=32, max_length=128, shuffle=True, seed=0)
@@ -28,11 +28,12 @@ _FAR = np.iinfo(np.int32).max  # start offset of the padding "words": after ever
 _ALIGN_FNS = weakref.WeakKeyDictionary()
 
 
-def align_words(tokenizer, words, max_length):
+def align_words(tokenizer, words, max_length, return_offsets=False):
     """TF ops: ragged tf.string words [B, None] -> (features [B, T], word_index int32 [B, T]).
 
     `features` are the tokenizer's {"token_ids", "segment_ids", "padding_mask"} (padded to the longest
-    row); `word_index[b, t]` is the index of the word whose first sub-token sits at t, else -1.
+    row; + "offsets" [B, T, 2] into the words joined by spaces with `return_offsets`);
+    `word_index[b, t]` is the index of the word whose first sub-token sits at t, else -1.
     """
     texts = tf.strings.reduce_join(words, axis=1, separator=" ")
     lengths = tf.strings.length(words, unit="UTF8_CHAR")  # code points, like the tokenizer's offsets
@@ -42,7 +43,7 @@ def align_words(tokenizer, words, max_length):
     starts = tf.pad(starts, [[0, 0], [0, 1]], constant_values=_FAR)  # never empty, even with no words
 
     batch = tokenizer(texts, max_length=max_length, padding="longest", return_offsets=True)
-    offsets = batch.pop("offsets")
+    offsets = batch["offsets"] if return_offsets else batch.pop("offsets")
     token_start, token_end = offsets[..., 0], offsets[..., 1]
     # Text tokens cover at least one character; [CLS]/[SEP] of the template and padding have (0, 0).
     is_text = (token_end > token_start) & (batch["padding_mask"] > 0)
@@ -53,7 +54,8 @@ def align_words(tokenizer, words, max_length):
     return batch, word_index
 
 
-def _as_ragged_words(sentences):
+def ragged_words(sentences):
+    """Lists of words -> ragged tf.string [B, None]; a word that is not a str is an error naming it."""
     sentences = [list(words) for words in sentences]
     for row, words in enumerate(sentences):
         for column, word in enumerate(words):
@@ -71,7 +73,7 @@ def encode_words(tokenizer, sentences, max_length=512):
     """
     if isinstance(sentences, (str, bytes)) or (sentences and isinstance(sentences[0], str)):
         raise TypeError("encode_words takes a list of sentences, each a list of words (got a flat list of strings)")
-    features, word_index = _align_fn(tokenizer, max_length)(_as_ragged_words(sentences))
+    features, word_index = _align_fn(tokenizer, max_length)(ragged_words(sentences))
     return {key: value.numpy() for key, value in features.items()}, word_index.numpy()
 
 
@@ -106,7 +108,7 @@ def ner_examples(tokenizer, sentences, tag_ids, max_length):
     for row, (words, tags) in enumerate(zip(sentences, tag_ids)):
         if len(words) != len(tags):
             raise ValueError(f"sentence {row}: {len(words)} words but {len(tags)} tags")
-    words = _as_ragged_words(sentences)
+    words = ragged_words(sentences)
     tags = tf.ragged.constant(tag_ids, dtype=tf.int32, ragged_rank=1) if tag_ids else \
         tf.RaggedTensor.from_row_lengths(tf.constant([], tf.int32), tf.constant([], tf.int64))
 

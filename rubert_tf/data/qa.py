@@ -2,7 +2,7 @@
 
     windows = encode_qa_windows(tokenizer, questions, contexts, max_length=384, stride=128, answers=answers)
     dataset = qa_training_dataset(tokenizer, examples, batch_size=32, max_length=384, stride=128)
-    answers = decode_answers(windows, start_logits, end_logits, contexts)
+    answers = decode_answers(windows, start_logits, end_logits, contexts)  # numpy reference decoding
 
 Each window is `[CLS] question [SEP] context-piece [SEP]`, exactly as HF BertTokenizerFast makes them
 with `truncation="only_second", stride=..., return_overflowing_tokens=True`: the context is cut into
@@ -13,6 +13,9 @@ than `max_question_length` tokens keeps only its first tokens (HF would fail ins
 Offsets are code-point offsets into the original strings (the tokenizer's), so the answer text is
 `context[start:end]` exactly as it stands there, even where the tokenizer dropped characters such as a
 leading U+FEFF.
+
+These are the training windows (with their answer targets), built in Python; inference builds the same
+windows in the graph (rubert_tf.tasks.qa.windows), and tests check that both are equal.
 """
 
 import numpy as np
@@ -20,7 +23,8 @@ import tensorflow as tf
 
 from rubert_tf.data.batching import batch_examples
 
-MAX_QUESTION_LENGTH = 64  # tokens; the value of HF's legacy SQuAD scripts (max_query_length)
+# tokens; the value of HF's legacy SQuAD scripts (max_query_length), as in rubert_tf.tasks.qa.settings
+MAX_QUESTION_LENGTH = 64
 
 
 def _as_lists(ragged):
@@ -192,7 +196,10 @@ def decode_answers(windows, start_logits, end_logits, contexts, max_answer_lengt
     example's windows (as run_qa); the answer is "" when null_score - best_score > no_answer_threshold.
 
     Returns one dict per context: {"answer": text, "start": char, "end": char, "score": float,
-    "null_score": float}; text == contexts[i][start:end]. No answer: "", start/end None.
+    "null_score": float}; text == contexts[i][start:end]. No answer: "", start/end None, score = null_score.
+
+    The numpy reference of the served rule: rubert_tf.tasks.qa.spans.postprocessor does the same in the
+    graph (what `RuBertQuestionAnswerer.answer` and exported models run); tests compare the two.
     """
     contexts = list(contexts)
     offsets, context_mask = windows["offsets"], windows["context_mask"]
@@ -232,8 +239,8 @@ def decode_answers(windows, start_logits, end_logits, contexts, max_answer_lengt
     for example, context in enumerate(contexts):
         null_score = null[example] if null[example] is not None else float("-inf")
         if best[example] is None or (allow_no_answer and null_score - best[example][0] > no_answer_threshold):
-            results.append({"answer": "", "start": None, "end": None,
-                            "score": null_score if allow_no_answer else None, "null_score": null_score})
+            results.append({"answer": "", "start": None, "end": None, "score": null_score,
+                            "null_score": null_score})
             continue
         score, window, first, last = best[example]
         start, end = int(offsets[window, first, 0]), int(offsets[window, last, 1])

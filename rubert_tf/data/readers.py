@@ -110,35 +110,111 @@ def encode_labels(rows, label_names, path, field="label"):
     return rows
 
 
-def read_conll(path, strict=True):
-    """Sentences of a CoNLL/BIO file (`token ... TAG` per line, blank line between sentences).
+TAG_SCHEMES = ("auto", "iob2", "iob1", "iobes", "bare")
 
-    Returns a list of {"tokens": [...], "tags": [...], "_line": first line}. With `strict`, an I-X tag
-    that does not continue an X entity (IOB2 violation) is an error; otherwise it is read as B-X.
+
+def _tag_shape(tag):
+    """"O", a prefix letter of B/I/E/S (tag "P-TYPE"), or "bare" (a type alone); None: not a tag.
+    The file's grammar only (data/ may not import metrics/): how tags group into entities is defined
+    once, in rubert_tf/metrics/ner.py, whose `split_tag` accepts the same tags."""
+    if tag == "O":
+        return "O"
+    prefix, dash, entity_type = tag.partition("-")
+    if not dash:
+        return None if tag in ("B", "I", "E", "S") else "bare"
+    return prefix if prefix in ("B", "I", "E", "S") and entity_type else None
+
+
+def _file_scheme(path, rows, scheme):
+    """The scheme that `rows` [(line, shape, tag)] are read in; a tag no file of that scheme has is an error."""
+    first = {}
+    for number, shape, tag in rows:
+        first.setdefault(shape, (number, tag))
+    shapes = set(first) - {"O"}
+    if scheme == "auto":
+        scheme = "iobes" if shapes & {"E", "S"} else "bare" if shapes == {"bare"} else "iob2"
+    allowed = {"iob2": {"B", "I"}, "iob1": {"B", "I"}, "iobes": {"B", "I", "E", "S"}, "bare": {"bare"}}[scheme]
+    for number, tag in sorted(first[shape] for shape in shapes - allowed):
+        if shapes & {"E", "S"} and scheme in ("iob2", "iob1") and "bare" not in shapes:
+            hint = "an IOBES file: --tag-scheme iobes"
+        elif scheme == "bare":
+            hint = "a file with B-/I- prefixes: --tag-scheme iob2, iob1 or iobes"
+        else:
+            hint = "a file uses one scheme: prefixed tags or bare types"
+        raise DataError(f"{path}:{number}: tag {tag!r} does not belong to the {scheme.upper()} tag scheme ({hint})")
+    return scheme
+
+
+def _check_scheme(path, scheme, tags, lines, strict):
+    """Tags of one sentence that break `scheme`: an error naming the line with `strict`, else each is read
+    as the tag it stands for, which decodes to the same entities (see read_conll)."""
+    tags = list(tags)
+    for i, tag in enumerate(tags):
+        previous = tags[i - 1] if i else "O"
+        same_type = previous != "O" and previous[2:] == tag[2:]
+        if scheme == "iob2" and tag.startswith("I-") and not same_type:
+            if strict:
+                raise DataError(f"{path}:{lines[i]}: malformed BIO: {tag} follows {previous} (pass strict=False / "
+                                "--repair-bio to read it as B-; an IOB1 file: --tag-scheme iob1)")
+            tags[i] = "B-" + tag[2:]
+        elif scheme == "iob1" and tag.startswith("B-") and not same_type:
+            if strict:
+                raise DataError(f"{path}:{lines[i]}: malformed IOB1: {tag} follows {previous} (IOB1 uses B- only "
+                                "between two entities of one type; pass --repair-bio to read it as I-, or "
+                                "--tag-scheme iob2)")
+            tags[i] = "I-" + tag[2:]
+        elif scheme == "iobes":
+            is_open = previous[:2] in ("B-", "I-")
+            if tag[:2] in ("I-", "E-") and not (is_open and same_type):
+                if strict:
+                    raise DataError(f"{path}:{lines[i]}: malformed IOBES: {tag} follows {previous} (pass "
+                                    "--repair-bio to read it as B-/S-)")
+                tags[i] = ("B-" if tag[0] == "I" else "S-") + tag[2:]
+            following = tags[i + 1] if i + 1 < len(tags) else "O"
+            if tags[i][:2] in ("B-", "I-") and not (following[:2] in ("I-", "E-") and following[2:] == tags[i][2:]):
+                if strict:
+                    raise DataError(f"{path}:{lines[i]}: malformed IOBES: {tags[i]} is followed by "
+                                    f"{'the end of the sentence' if i + 1 == len(tags) else following}, not "
+                                    f"I-/E-{tags[i][2:]} (pass --repair-bio to read it as S-/E-)")
+                tags[i] = ("S-" if tags[i][0] == "B" else "E-") + tags[i][2:]
+    return tags
+
+
+def read_conll(path, strict=True, scheme="auto"):
+    """Sentences of a CoNLL file (`token ... TAG` per line, blank line between sentences).
+
+    Returns a list of {"tokens": [...], "tags": [...], "_line": first line}; the tags stay as written.
+    scheme: "iob2" (BIO: B- opens an entity, I- continues it), "iob1" (I- opens too; B- only between
+    two entities of one type), "iobes" (also E- ends one, S- is a one-word entity), "bare" (the type
+    alone, "PER"), or "auto": IOBES when an E-/S- tag occurs, bare when no tag has a prefix, else IOB2.
+    With `strict`, a tag that breaks the scheme is an error naming the file and line; otherwise it is
+    read as the tag it stands for, which decodes to the same entities (IOB2: I-X not after X -> B-X;
+    IOB1: B-X not after X -> I-X; IOBES: I-/E- that opens -> B-/S-, B-/I- left open -> S-/E-).
     """
-    sentences, tokens, tags, first = [], [], [], None
+    if scheme not in TAG_SCHEMES:
+        raise ValueError(f"tag scheme must be one of {list(TAG_SCHEMES)}, got {scheme!r}")
+    sentences, rows, tokens, tags, lines = [], [], [], [], []
     for number, line in enumerate(_read_lines(path) + [""], start=1):
         fields = line.split()
         if not fields or fields[0] == "-DOCSTART-":
             if tokens:
-                sentences.append({"tokens": tokens, "tags": tags, "_line": first})
-            tokens, tags, first = [], [], None
+                sentences.append({"tokens": tokens, "tags": tags, "_line": lines[0], "_lines": lines})
+            tokens, tags, lines = [], [], []
             continue
         if len(fields) < 2:
             raise DataError(f"{path}:{number}: expected 'token TAG', got {line!r}")
         tag = fields[-1]
-        if tag != "O" and (tag[:2] not in ("B-", "I-") or len(tag) < 3):
-            raise DataError(f"{path}:{number}: tag {tag!r} is not O, B-TYPE or I-TYPE")
-        if tag.startswith("I-"):
-            previous = tags[-1] if tags else "O"
-            if previous == "O" or previous[2:] != tag[2:]:
-                if strict:
-                    raise DataError(f"{path}:{number}: malformed BIO: {tag} follows {previous} "
-                                    "(pass strict=False / --repair-bio to read it as B-)")
-                tag = "B-" + tag[2:]
-        first = first or number
+        shape = _tag_shape(tag)
+        if shape is None:
+            raise DataError(f"{path}:{number}: tag {tag!r} is not O, B-TYPE or I-TYPE (IOB2/IOB1), E-TYPE or "
+                            "S-TYPE (IOBES) or a bare TYPE; other schemes (BILOU's U-/L-, ...) are not supported")
+        rows.append((number, shape, tag))
         tokens.append(fields[0])
         tags.append(tag)
+        lines.append(number)
+    scheme = _file_scheme(path, rows, scheme)
+    for sentence in sentences:
+        sentence["tags"] = _check_scheme(path, scheme, sentence["tags"], sentence.pop("_lines"), strict)
     return sentences
 
 

@@ -9,11 +9,12 @@ server polling the folder never sees a half-written version (tensorflow/serving#
 
 import os
 import shutil
+import sys
+import types
 import uuid
 
 import tensorflow as tf
 
-from rubert_tf.export import signatures
 from rubert_tf.export.model_config import write_model_config
 from rubert_tf.export.warmup import write_warmup_requests
 
@@ -38,41 +39,47 @@ def next_version(base_path):
     return versions[-1] + 1 if versions else 1
 
 
-def build_serving_module(model, tokenizer, max_length=512, text_pair=False, max_answer_length=30,
-                         allow_no_answer=False, generation=None):
-    """The tf.Module with signatures for this kind of model."""
-    from rubert_tf.models.classifier import RuBertClassifier
-    from rubert_tf.models.encoder import RuBertEncoder
-    from rubert_tf.models.question_answerer import RuBertQuestionAnswerer
-    from rubert_tf.models.sentence_encoder import RuBertSentenceEncoder
-    from rubert_tf.models.seq2seq import RuBertSeq2Seq
-    from rubert_tf.models.token_classifier import RuBertTokenClassifier
-
-    if isinstance(model, RuBertSeq2Seq):
-        return signatures.seq2seq_module(model, tokenizer, max_length, generation)
-    if isinstance(model, RuBertClassifier):
-        return signatures.classifier_module(model, tokenizer, max_length, text_pair=text_pair)
-    if isinstance(model, RuBertTokenClassifier):
-        return signatures.token_classifier_module(model, tokenizer, max_length)
-    if isinstance(model, RuBertQuestionAnswerer):
-        return signatures.question_answerer_module(model, tokenizer, max_length, max_answer_length, allow_no_answer)
-    if isinstance(model, (RuBertSentenceEncoder, RuBertEncoder)):
-        return signatures.embedding_module(model, tokenizer, max_length)
-    raise TypeError(f"cannot export a {type(model).__name__}: expected a RuBERT task model or encoder")
+# Keyword arguments of earlier releases -> the task setting they set.
+_SETTING_ALIASES = {"text_pair": "text_pair", "max_answer_length": "max_answer_length",
+                    "allow_no_answer": "version_2_with_negative", "max_length": "max_length"}
 
 
-def export(model, tokenizer=None, base_path="savedmodels/model", version=None, max_length=512, text_pair=False,
-           max_answer_length=30, allow_no_answer=False, warmup=True, generation=None):
+def build_serving_module(model, tokenizer, settings=None, generation=None):
+    """The task unit's TaskModule for `model`: which task is what fine-tuning stored in its config,
+    else the one its class serves (`task_name`); `settings` (a dict of overrides, not None) win over the
+    stored ones and are checked against them."""
+    from rubert_tf.tasks import task_of_model
+
+    task = task_of_model(model)
+    if generation is not None:
+        if task.name != "seq2seq":
+            raise ValueError(f"`generation` is for seq2seq models, not {task.name}")
+        return task.serving_module(model, tokenizer, settings, generation=generation)
+    return task.serving_module(model, tokenizer, settings)
+
+
+def export(model, tokenizer=None, base_path="savedmodels/model", version=None, settings=None, warmup=True,
+           generation=None, **setting_overrides):
     """Write `model` (+ tokenizer, in the graph) as `base_path/<version>`; returns that folder.
 
+    The signature is the task's own `post(head(pre(text)))` (rubert_tf.tasks), with the settings
+    fine-tuning stored in the model's config; `settings` (a dict) or keywords override them:
+    max_length, text_pair (classifier takes `text` and `text_pair`), max_answer_length,
+    allow_no_answer (QA may answer ""), ... An override that contradicts how the model was trained
+    (a pair model exported for single texts) is an error.
     version: an int, or None for the next free one (existing versions are never overwritten).
-    text_pair: classifier signature takes `text` and `text_pair` (sentence-pair models).
     warmup: write `assets.extra/tf_serving_warmup_requests` so TF Serving traces the graph at load.
     generation: for a RuBertSeq2Seq, the search run inside the graph, e.g. {"num_beams": 4, "max_length": 64}.
     """
     tokenizer = tokenizer or getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise ValueError("export needs a tokenizer (pass one, or load the model with from_pretrained)")
+    overrides = dict(settings or {})
+    for key, value in setting_overrides.items():
+        if key not in _SETTING_ALIASES:
+            raise TypeError(f"export() got an unexpected keyword argument {key!r}")
+        if value is not None and value is not False:  # False = the old default "not asked for"
+            overrides[_SETTING_ALIASES[key]] = value
     version = next_version(base_path) if version is None else int(version)
     if version < 0:
         raise ValueError(f"version must be a non-negative integer, got {version}")
@@ -80,8 +87,7 @@ def export(model, tokenizer=None, base_path="savedmodels/model", version=None, m
     if os.path.exists(final):
         raise FileExistsError(f"{final} already exists; versions are never overwritten (omit `version` for the next)")
 
-    module = build_serving_module(model, tokenizer, max_length, text_pair, max_answer_length, allow_no_answer,
-                                  generation)
+    module = build_serving_module(model, tokenizer, overrides, generation)
     os.makedirs(base_path, exist_ok=True)
     staging = os.path.join(base_path, f".tmp-{version}-{uuid.uuid4().hex[:8]}")  # not an integer: servers skip it
     try:
@@ -94,3 +100,14 @@ def export(model, tokenizer=None, base_path="savedmodels/model", version=None, m
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+class _CallableModule(types.ModuleType):
+    """`rt.export(...)` calls `export` even where Python bound `rubert_tf.export` to this package (it
+    does when a submodule such as rubert_tf.export.ops is imported), since `rubert_tf` loads it lazily."""
+
+    def __call__(self, *args, **kwargs):
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

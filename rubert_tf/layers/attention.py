@@ -42,6 +42,17 @@ class MultiHeadAttention(keras.layers.Layer):
             into the cache at that position and the call returns `(output, new_cache)`: step-by-step
             self-attention decoding. Without it, the cache is used as is (precomputed cross-attention
             keys from `compute_cache`) and `value` is ignored; the call also returns `(output, cache)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from rubert_tf.layers import MultiHeadAttention
+    >>> attention = MultiHeadAttention(num_heads=2, head_size=8)
+    >>> query, memory = np.ones((2, 5, 16), "float32"), np.ones((2, 7, 16), "float32")
+    >>> tuple(attention(query, padding_mask=np.ones((2, 5), "int32")).shape)  # self-attention
+    (2, 5, 16)
+    >>> tuple(attention(query, memory).shape)  # cross-attention over 7 keys
+    (2, 5, 16)
     """
 
     def __init__(self, num_heads, head_size, output_size=None, dropout=0.0, use_bias=True,

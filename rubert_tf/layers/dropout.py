@@ -33,7 +33,18 @@ def dropout_16bit(inputs, rate, seed):
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class Dropout(keras.layers.Dropout):
-    """keras.layers.Dropout with the cheaper random draws above (same arguments and weights)."""
+    """keras.layers.Dropout with the cheaper random draws above (same arguments and weights).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from rubert_tf.layers import Dropout
+    >>> layer = Dropout(0.5, seed=1)
+    >>> sorted(set(layer(np.ones((1, 1000), "float32"), training=True).numpy().ravel().tolist()))
+    [0.0, 2.0]
+    >>> layer(np.ones((1, 3), "float32"), training=False).numpy().tolist()  # inference: unchanged
+    [[1.0, 1.0, 1.0]]
+    """
 
     def call(self, inputs, training=False):
         if (not training or self.rate <= 0 or self.rate >= 1 or self.noise_shape is not None

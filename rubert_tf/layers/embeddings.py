@@ -11,6 +11,17 @@ class TokenEmbedding(keras.layers.Embedding):
 
     BERT ties its MLM decoder to the word embeddings; calling the same layer in reverse keeps
     one variable, so training, saving and HF export see the tie exactly as PyTorch does.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from rubert_tf.layers import TokenEmbedding
+    >>> embedding = TokenEmbedding(input_dim=100, output_dim=16)
+    >>> hidden = embedding(np.array([[2, 10, 11, 3]]))
+    >>> tuple(hidden.shape)
+    (1, 4, 16)
+    >>> tuple(embedding(hidden, reverse=True).shape)  # vocabulary logits from the same table
+    (1, 4, 100)
     """
 
     def call(self, inputs, reverse=False):

@@ -11,6 +11,16 @@ class SinusoidalPositionalEncoding(keras.layers.Layer):
     Called on a [batch, length, d] tensor, returns the encoding of positions
     `start_index .. start_index + length - 1` broadcast to that shape (add it yourself).
     `start_index` lets step-by-step decoding ask for the position of the current token.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from rubert_tf.layers import SinusoidalPositionalEncoding
+    >>> encoding = SinusoidalPositionalEncoding()(np.zeros((2, 3, 4), "float32"))
+    >>> tuple(encoding.shape)
+    (2, 3, 4)
+    >>> encoding[0, 0].numpy().tolist()  # position 0: sin 0 = 0, cos 0 = 1
+    [0.0, 1.0, 0.0, 1.0]
     """
 
     def __init__(self, max_wavelength=10000.0, **kwargs):
@@ -41,7 +51,19 @@ class SinusoidalPositionalEncoding(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class PositionEmbedding(keras.layers.Layer):
-    """BERT's learned absolute positions: a [sequence_length, d] table, rows sliced by position."""
+    """BERT's learned absolute positions: a [sequence_length, d] table, rows sliced by position.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from rubert_tf.layers import PositionEmbedding
+    >>> layer = PositionEmbedding(sequence_length=512)
+    >>> positions = layer(np.zeros((2, 5, 16), "float32"))
+    >>> tuple(positions.shape), tuple(layer.embeddings.shape)
+    ((2, 5, 16), (512, 16))
+    >>> bool(np.all(positions[1, 3].numpy() == layer.embeddings.numpy()[3]))
+    True
+    """
 
     def __init__(self, sequence_length, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)

@@ -50,6 +50,14 @@ class TransformerEncoderBlock(_FeedForwardMixin, keras.layers.Layer):
 
     `padding_mask` [B, T] (1 = token) hides padding keys; the Keras mask of the input is used when
     no padding_mask is given.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from rubert_tf.layers import TransformerEncoderBlock
+    >>> block = TransformerEncoderBlock(num_heads=2, intermediate_size=32)
+    >>> tuple(block(np.ones((2, 5, 16), "float32"), padding_mask=np.array([[1] * 5, [1, 1, 1, 0, 0]])).shape)
+    (2, 5, 16)
     """
 
     def __init__(self, num_heads, intermediate_size, activation="gelu", dropout=0.1, attention_dropout=0.1,
@@ -118,6 +126,15 @@ class TransformerDecoderBlock(_FeedForwardMixin, keras.layers.Layer):
 
     Call returns the decoder sequence; when a `self_attention_cache` or `cross_attention_cache` is
     given it returns `(output, self_attention_cache, cross_attention_cache)` for step-by-step decoding.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from rubert_tf.layers import TransformerDecoderBlock
+    >>> block = TransformerDecoderBlock(num_heads=2, intermediate_size=32)
+    >>> decoder, encoder = np.ones((2, 4, 16), "float32"), np.ones((2, 6, 16), "float32")
+    >>> tuple(block(decoder, encoder, encoder_padding_mask=np.ones((2, 6), "int32")).shape)
+    (2, 4, 16)
     """
 
     def __init__(self, num_heads, intermediate_size, activation="gelu", dropout=0.1, attention_dropout=0.1,

@@ -3,7 +3,6 @@
 import logging
 
 import keras
-import numpy as np
 
 from rubert_tf.layers import Dropout
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
@@ -20,9 +19,26 @@ class RuBertClassifier(TaskModel):
     Multi-class: softmax over logits, train with SparseCategoricalCrossentropy(from_logits=True).
     Multi-label (`multi_label=True`): independent sigmoids, train with BinaryCrossentropy(from_logits=True).
     Label names travel with the model (HF config id2label), so predictions come back as names.
+
+    Example (tiny and random; `from_pretrained(path, labels=[...])` warm-starts from a checkpoint):
+
+    >>> import numpy as np
+    >>> import rubert_tf as rt
+    >>> config = rt.RuBertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
+    ...                          num_attention_heads=2, intermediate_size=64)
+    >>> batch = {"token_ids": np.array([[2, 10, 11, 3, 0]]), "segment_ids": np.zeros((1, 5), "int32"),
+    ...          "padding_mask": np.array([[1, 1, 1, 1, 0]])}
+    >>> model = rt.RuBertClassifier(config, labels=["negative", "positive"])
+    >>> tuple(model(batch)["logits"].shape)
+    (1, 2)
+    >>> model.labels
+    ['negative', 'positive']
+    >>> model.config.extra["id2label"]
+    {'0': 'negative', '1': 'positive'}
     """
 
     hf_architecture = "BertForSequenceClassification"
+    task_name = "classification"
 
     def __init__(self, config, num_labels=None, labels=None, multi_label=False, load_head=True, **kwargs):
         config = as_config(config)
@@ -59,9 +75,9 @@ class RuBertClassifier(TaskModel):
         same label set. Asked for other labels (or another num_labels) than the checkpoint's
         config names, the head starts fresh (logged) instead of failing on its shape; the same
         labels in another order keep the checkpoint's order, so each head row keeps its meaning."""
-        from rubert_tf.checkpoints.hub import resolve_model_dir
+        from rubert_tf import hub
 
-        directory = resolve_model_dir(name_or_path)
+        directory = hub.resolve(name_or_path)
         wanted, num_labels = kwargs.get("labels"), kwargs.get("num_labels")
         saved = reconcile_checkpoint_labels(directory, kwargs)
         if saved is not None and wanted is None and num_labels is not None and num_labels != len(saved):
@@ -84,32 +100,10 @@ class RuBertClassifier(TaskModel):
             return keras.losses.BinaryCrossentropy(from_logits=True)
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    def probabilities(self, logits):
-        logits = np.asarray(logits, dtype="float32")
-        if self.multi_label:
-            return 1.0 / (1.0 + np.exp(-logits))
-        shifted = np.exp(logits - logits.max(-1, keepdims=True))
-        return shifted / shifted.sum(-1, keepdims=True)
+    def classify(self, texts, text_pairs=None, max_length=None, batch_size=32, threshold=None):
+        """Raw strings in, one dict per text out: {"label" (+ "labels" when multi-label), "label_id",
+        "score", "probabilities"}. Forwards to the classification task unit
+        (rubert_tf.tasks.classification.processing.classify), which runs the same graph export saves."""
+        from rubert_tf.tasks.classification.processing import classify
 
-    def classify(self, texts, text_pairs=None, max_length=512, batch_size=32, threshold=0.5):
-        """Raw strings in, one dict per text out: {"label" (or "labels" when multi-label), "score", "probabilities"}."""
-        tokenizer = self._require_tokenizer()
-        single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
-        if text_pairs is not None:
-            text_pairs = [text_pairs] if isinstance(text_pairs, str) else list(text_pairs)
-            if len(text_pairs) != len(texts):
-                raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
-        results = []
-        for start in range(0, len(texts), batch_size):
-            pairs = None if text_pairs is None else text_pairs[start:start + batch_size]
-            batch = tokenizer(texts[start:start + batch_size], pairs, max_length=max_length, padding="longest")
-            probabilities = self.probabilities(self(batch, training=False)["logits"])
-            for row in probabilities:
-                result = {"probabilities": {label: float(p) for label, p in zip(self.labels, row)}}
-                if self.multi_label:
-                    result["labels"] = [label for label, p in zip(self.labels, row) if p >= threshold]
-                best = int(row.argmax())
-                result.update(label=self.labels[best], label_id=best, score=float(row[best]))
-                results.append(result)
-        return results[0] if single else results
+        return classify(self, texts, text_pairs, max_length=max_length, batch_size=batch_size, threshold=threshold)

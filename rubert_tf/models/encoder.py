@@ -4,6 +4,7 @@ import keras
 
 from rubert_tf.config import RuBertConfig
 from rubert_tf.layers import Dropout, PositionEmbedding, TokenEmbedding, TransformerEncoderBlock
+from rubert_tf.models.dtype_policy import dtype_policy_config, keep_dtype_policy, with_dtype_policy
 
 
 def as_config(config):
@@ -36,6 +37,10 @@ class FirstToken(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
 
+    def get_config(self):
+        # Written out: Keras' automatic config cannot serialise a DTypePolicy object given as `dtype`.
+        return super().get_config()
+
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class RuBertEncoder(keras.Model):
@@ -46,8 +51,24 @@ class RuBertEncoder(keras.Model):
     Outputs: dict with `sequence_output` [B, T, H] and `pooled_output` [B, H] (the latter only with
     `include_pooler=True`, the default).
 
-    >>> enc = RuBertEncoder(RuBertConfig.from_pretrained("cointegrated/rubert-tiny2"))
+    Example (a tiny random encoder; `RuBertEncoder.from_pretrained(path)` loads real weights):
+
+    >>> import numpy as np
+    >>> import rubert_tf as rt
+    >>> config = rt.RuBertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
+    ...                          num_attention_heads=2, intermediate_size=64)
+    >>> batch = {"token_ids": np.array([[2, 10, 11, 3, 0]]), "segment_ids": np.zeros((1, 5), "int32"),
+    ...          "padding_mask": np.array([[1, 1, 1, 1, 0]])}
+    >>> encoder = rt.RuBertEncoder(config)
+    >>> {name: tuple(value.shape) for name, value in sorted(encoder(batch).items())}
+    {'pooled_output': (1, 32), 'sequence_output': (1, 5, 32)}
+    >>> "encoder.layer.0.attention.self.query.weight" in encoder.hf_weight_map()  # HF names of the weights
+    True
+    >>> rt.RuBertEncoder(config, dtype="mixed_bfloat16").get_config()["dtype"]["config"]["name"]
+    'mixed_bfloat16'
     """
+
+    task_name = "sentence"  # the task unit that serves it (rubert_tf.tasks.sentence)
 
     def __init__(self, config, include_pooler=True, **kwargs):
         config = as_config(config)
@@ -95,17 +116,18 @@ class RuBertEncoder(keras.Model):
                 name="pooler_dense", dtype=dtype)(FirstToken(name="first_token", dtype=dtype)(x))
 
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        keep_dtype_policy(self, dtype)
         self.config = config
         self.include_pooler = include_pooler
         self.token_embedding = token_embedding
 
     def get_config(self):
         return {"config": self.config.to_dict(), "include_pooler": self.include_pooler, "name": self.name,
-                "trainable": self.trainable}
+                "trainable": self.trainable, "dtype": dtype_policy_config(self)}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**with_dtype_policy(config))
 
     # ---- checkpoints ---------------------------------------------------------------
     def hf_weight_map(self, prefix=""):

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from rubert_tf.layers import get_activation
+from rubert_tf.models.dtype_policy import dtype_policy_config, keep_dtype_policy, with_dtype_policy
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
 
 
@@ -59,6 +60,10 @@ class LogitsBias(keras.layers.Layer):
     def compute_output_shape(self, inputs_shape):
         return inputs_shape
 
+    def get_config(self):
+        # Written out: Keras' automatic config cannot serialise a DTypePolicy object given as `dtype`.
+        return super().get_config()
+
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class GatherPositions(keras.layers.Layer):
@@ -70,6 +75,10 @@ class GatherPositions(keras.layers.Layer):
     def compute_output_shape(self, sequence_shape, positions_shape):
         return (sequence_shape[0], positions_shape[1], sequence_shape[-1])
 
+    def get_config(self):
+        # Written out: Keras' automatic config cannot serialise a DTypePolicy object given as `dtype`.
+        return super().get_config()
+
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class RuBertForMaskedLM(keras.Model):
@@ -79,6 +88,20 @@ class RuBertForMaskedLM(keras.Model):
     positions of the tokens to predict), and computes `logits` [B, P, vocab_size] at those positions
     only: pretraining predicts ~15% of the tokens, so this skips most of the vocabulary projection.
     The weights (and `hf_weight_map`) are the same either way.
+
+    Example (tiny and random; `from_pretrained(path)` loads a BertForMaskedLM checkpoint):
+
+    >>> import numpy as np
+    >>> import rubert_tf as rt
+    >>> config = rt.RuBertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
+    ...                          num_attention_heads=2, intermediate_size=64)
+    >>> batch = {"token_ids": np.array([[2, 10, 11, 3, 0]]), "segment_ids": np.zeros((1, 5), "int32"),
+    ...          "padding_mask": np.array([[1, 1, 1, 1, 0]])}
+    >>> tuple(rt.RuBertForMaskedLM(config)(batch)["logits"].shape)
+    (1, 5, 100)
+    >>> model = rt.RuBertForMaskedLM(config, with_mask_positions=True)
+    >>> tuple(model({**batch, "mask_positions": np.array([[1, 2]])})["logits"].shape)
+    (1, 2, 100)
     """
 
     def __init__(self, config, with_mask_positions=False, **kwargs):
@@ -97,17 +120,18 @@ class RuBertForMaskedLM(keras.Model):
         # Same layer object as the encoder's input embedding: the decoder weight is the word embedding.
         logits = LogitsBias(name="mlm_bias")(encoder.token_embedding(hidden, reverse=True))
         super().__init__(inputs=inputs, outputs={"logits": logits}, **kwargs)
+        keep_dtype_policy(self, dtype)
         self.config = config
         self.encoder = encoder
         self.with_mask_positions = bool(with_mask_positions)
 
     def get_config(self):
         return {"config": self.config.to_dict(), "with_mask_positions": self.with_mask_positions, "name": self.name,
-                "trainable": self.trainable}
+                "trainable": self.trainable, "dtype": dtype_policy_config(self)}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**with_dtype_policy(config))
 
     def hf_weight_map(self, prefix=""):
         """HF BertForMaskedLM names: the encoder under `bert.` (no pooler) plus `cls.predictions.*`."""

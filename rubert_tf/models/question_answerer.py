@@ -16,6 +16,10 @@ class SplitStartEnd(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape[:-1], input_shape[:-1]
 
+    def get_config(self):
+        # Written out: Keras' automatic config cannot serialise a DTypePolicy object given as `dtype`.
+        return super().get_config()
+
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class RuBertQuestionAnswerer(TaskModel):
@@ -24,7 +28,20 @@ class RuBertQuestionAnswerer(TaskModel):
     Inputs are [CLS] question [SEP] context [SEP]; position 0 ([CLS]) stands for "no answer" (SQuAD v2).
     `answer(questions, contexts)` handles raw strings, long contexts (windows with a stride) and
     returns the answer text exactly as it stands in the context.
+
+    Example (tiny and random; `from_pretrained(path)` loads a checkpoint):
+
+    >>> import numpy as np
+    >>> import rubert_tf as rt
+    >>> config = rt.RuBertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
+    ...                          num_attention_heads=2, intermediate_size=64)
+    >>> batch = {"token_ids": np.array([[2, 10, 11, 3, 0]]), "segment_ids": np.zeros((1, 5), "int32"),
+    ...          "padding_mask": np.array([[1, 1, 1, 1, 0]])}
+    >>> model = rt.RuBertQuestionAnswerer(config)
+    >>> {name: tuple(value.shape) for name, value in sorted(model(batch).items())}
+    {'end_logits': (1, 5), 'start_logits': (1, 5)}
     """
+    task_name = "qa"  # the task unit that serves it (rubert_tf.tasks.qa)
 
     hf_architecture = "BertForQuestionAnswering"
 
@@ -50,31 +67,28 @@ class RuBertQuestionAnswerer(TaskModel):
         return {"start_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 "end_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
 
-    def answer(self, questions, contexts, max_length=384, stride=128, max_answer_length=30, batch_size=16,
-               allow_no_answer=False, no_answer_threshold=0.0, max_question_length=64):
-        """Raw strings -> [{"answer", "start", "end", "score", "null_score"}] (character offsets into the
-        context; "" and None offsets when there is no answer). See rubert_tf.data.qa."""
-        import numpy as np
+    def answer(self, questions, contexts, max_length=None, stride=None, max_answer_length=None, batch_size=16,
+               allow_no_answer=None, no_answer_threshold=None, max_question_length=None, max_windows=None,
+               settings=None):
+        """Raw strings -> [{"answer", "start", "end", "score", "null_score", "truncated"}] (code-point offsets
+        into the context; "" and None offsets, and the null score as score, when there is no answer).
 
-        from rubert_tf.data.qa import decode_answers, encode_qa_windows
+        A thin forwarder: it runs the QA task unit's serving module (rubert_tf.tasks.qa.processing,
+        imported here lazily since a model knows no task), the very graph `rubert_tf.export` saves, so
+        served answers equal these. Long contexts are cut into strided windows (at most `max_windows`;
+        `truncated` says a context needed more). Keyword arguments (those not None) and `settings` (a
+        dict or rubert_tf.tasks.qa.QuestionAnsweringSettings) override what fine-tuning stored, which
+        overrides the defaults; `allow_no_answer` is `version_2_with_negative`. `batch_size` questions
+        run per call."""
+        from rubert_tf.tasks.qa.processing import answer
+        from rubert_tf.tasks.qa.settings import QuestionAnsweringSettings
 
-        tokenizer = self._require_tokenizer()
-        single = isinstance(questions, str)
-        questions = [questions] if single else list(questions)
-        contexts = [contexts] if isinstance(contexts, str) else list(contexts)
-        if len(questions) != len(contexts):
-            raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
-        windows = encode_qa_windows(tokenizer, questions, contexts, max_length=max_length, stride=stride,
-                                    max_question_length=max_question_length)
-        start_logits, end_logits = [], []
-        for begin in range(0, len(windows["example_index"]), batch_size):
-            mask = windows["padding_mask"][begin:begin + batch_size]
-            width = -(-int(mask.sum(axis=1).max()) // 8) * 8  # this batch's longest window, multiple of 8
-            batch = {key: windows[key][begin:begin + batch_size, :width]
-                     for key in ("token_ids", "segment_ids", "padding_mask")}
-            outputs = self(batch, training=False)
-            start_logits.extend(np.asarray(keras.ops.convert_to_numpy(outputs["start_logits"])))
-            end_logits.extend(np.asarray(keras.ops.convert_to_numpy(outputs["end_logits"])))
-        answers = decode_answers(windows, start_logits, end_logits, contexts, max_answer_length=max_answer_length,
-                                 allow_no_answer=allow_no_answer, no_answer_threshold=no_answer_threshold)
-        return answers[0] if single else answers
+        given = dict(max_length=max_length, stride=stride, max_answer_length=max_answer_length,
+                     version_2_with_negative=allow_no_answer, no_answer_threshold=no_answer_threshold,
+                     max_question_length=max_question_length, max_windows=max_windows)
+        given = {key: value for key, value in given.items() if value is not None}
+        if isinstance(settings, QuestionAnsweringSettings):
+            settings = settings.replace(**given)
+        else:
+            settings = {**(settings or {}), **given}
+        return answer(self, questions, contexts, settings, batch_size)

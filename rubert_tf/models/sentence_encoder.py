@@ -52,7 +52,24 @@ class RuBertSentenceEncoder(TaskModel):
 
     `pooling` ("mean" or "cls") and `normalize` default to what the checkpoint's config.json says
     (keys "pooling" and "normalize", written by `save_pretrained`), else mean pooling + normalisation.
+
+    Example (tiny and random; `from_pretrained(path)` loads a checkpoint):
+
+    >>> import numpy as np
+    >>> import rubert_tf as rt
+    >>> config = rt.RuBertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
+    ...                          num_attention_heads=2, intermediate_size=64)
+    >>> batch = {"token_ids": np.array([[2, 10, 11, 3, 0]]), "segment_ids": np.zeros((1, 5), "int32"),
+    ...          "padding_mask": np.array([[1, 1, 1, 1, 0]])}
+    >>> model = rt.RuBertSentenceEncoder(config, pooling="mean")
+    >>> embedding = model(batch)["embedding"].numpy()
+    >>> embedding.shape
+    (1, 32)
+    >>> round(float(np.linalg.norm(embedding)), 4)  # normalize=True: unit length
+    1.0
     """
+
+    task_name = "sentence"  # the task unit that serves it (rubert_tf.tasks.sentence)
 
     hf_architecture = "BertModel"
 
@@ -79,17 +96,12 @@ class RuBertSentenceEncoder(TaskModel):
         # Saved and loaded as a plain BertModel (no `bert.` prefix), as sentence-transformers does.
         return self.encoder.hf_weight_map(prefix)
 
-    def encode(self, texts, max_length=512, batch_size=32):
-        """Raw strings -> np.ndarray [N, H]."""
-        tokenizer = self._require_tokenizer()
-        single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
-        chunks = []
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], max_length=max_length, padding="longest")
-            chunks.append(keras.ops.convert_to_numpy(self(batch, training=False)["embedding"]))
-        embeddings = np.concatenate(chunks) if chunks else np.zeros((0, self.config.hidden_size), "float32")
-        return embeddings[0] if single else embeddings
+    def encode(self, texts, max_length=None, batch_size=32):
+        """Raw strings -> np.ndarray [N, H] (one string -> [H]). Forwards to the sentence task unit
+        (rubert_tf.tasks.sentence.processing.encode), which runs the same graph export saves."""
+        from rubert_tf.tasks.sentence.processing import encode
+
+        return encode(self, texts, max_length=max_length, batch_size=batch_size)
 
     def similarity(self, texts_a, texts_b, **kwargs):
         """Cosine similarity matrix [len(a), len(b)] of two lists of strings."""

@@ -23,11 +23,12 @@ from keras import ops
 
 from rubert_tf.layers import (Dropout, PositionEmbedding, SinusoidalPositionalEncoding, TokenEmbedding,
                               TransformerDecoderBlock, TransformerEncoderBlock)
+from rubert_tf.models.dtype_policy import dtype_policy_config, keep_dtype_policy, with_dtype_policy
 from rubert_tf.models.encoder import RuBertEncoder
 from rubert_tf.models.generation import GenerationConfig, beam_search, greedy_search
 from rubert_tf.models.masked_lm import LogitsBias, MaskedLMTransform
-from rubert_tf.models.seq2seq_config import Seq2SeqConfig
 from rubert_tf.models.seq2seq_loss import MaskedSparseCrossEntropy
+from rubert_tf.seq2seq_config import Seq2SeqConfig
 
 INPUT_NAMES = ("encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask")
 
@@ -102,6 +103,10 @@ class ScaleEmbedding(keras.layers.Layer):
     def call(self, inputs):
         return inputs * ops.cast(math.sqrt(inputs.shape[-1]), inputs.dtype)
 
+    def get_config(self):
+        # Written out: Keras' automatic config cannot serialise a DTypePolicy object given as `dtype`.
+        return super().get_config()
+
 
 class _TransformerParts:
     """The classic Transformer's layers: one embedding for source, target and output projection."""
@@ -157,7 +162,24 @@ class _CompiledFunctions:
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class RuBertSeq2Seq(keras.Model):
-    """Encoder-decoder over RuBERT's vocabulary; see the module docstring for inputs and outputs."""
+    """Encoder-decoder over RuBERT's vocabulary; see the module docstring for inputs and outputs.
+
+    Example (a tiny random classic Transformer; `from_pretrained(path)` warm-starts bert2bert from RuBERT):
+
+    >>> import numpy as np
+    >>> import rubert_tf as rt
+    >>> model = rt.RuBertSeq2Seq.from_scratch(vocab_size=100, hidden_size=32, num_layers=1, num_heads=2,
+    ...                                       intermediate_size=64, max_length=64, decoder_start_token_id=2,
+    ...                                       eos_token_id=3, pad_token_id=0)
+    >>> batch = {"encoder_token_ids": np.array([[2, 10, 11, 3]]), "encoder_padding_mask": np.ones((1, 4), "int32"),
+    ...          "decoder_token_ids": np.array([[2, 20, 21]]), "decoder_padding_mask": np.ones((1, 3), "int32")}
+    >>> tuple(model(batch).shape)  # next-token logits at each decoder position
+    (1, 3, 100)
+    >>> ids = model.generate_ids([[2, 10, 11, 3]], max_length=5)  # greedy: starts with [CLS] (id 2)
+    >>> ids[0][0], len(ids[0]) <= 5
+    (2, True)
+    """
+    task_name = "seq2seq"  # the task unit that serves it (rubert_tf.tasks.seq2seq)
 
     def __init__(self, config, **kwargs):
         config = as_seq2seq_config(config)
@@ -171,6 +193,7 @@ class RuBertSeq2Seq(keras.Model):
                            encoder_padding_mask=inputs["encoder_padding_mask"])
         logits = parts.logits(hidden)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        keep_dtype_policy(self, dtype)
         self.config = config
         self.parts = parts
         if config.architecture == "bert2bert":
@@ -179,11 +202,12 @@ class RuBertSeq2Seq(keras.Model):
         self._compiled = _CompiledFunctions()
 
     def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name, "trainable": self.trainable}
+        return {"config": self.config.to_dict(), "name": self.name, "trainable": self.trainable,
+                "dtype": dtype_policy_config(self)}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**with_dtype_policy(config))
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
@@ -221,9 +245,12 @@ class RuBertSeq2Seq(keras.Model):
         encoder and decoder from `encoder_path` (the decoder from `decoder_path` when given), new
         cross-attention, decoder output tied to its word embeddings. The tokenizer (vocab.txt beside
         the weights) is loaded when `tokenizer` is true."""
+        from rubert_tf import hub
         from rubert_tf.checkpoints import seq2seq as checkpoint
 
-        return checkpoint.from_pretrained(cls, encoder_path, decoder_path, load_tokenizer=tokenizer, **kwargs)
+        encoder_dir = hub.resolve(encoder_path)
+        loaded = load_tokenizer_if_present(encoder_dir) if tokenizer else None
+        return checkpoint.from_pretrained(cls, encoder_dir, decoder_path, tokenizer=loaded, **kwargs)
 
     def save_pretrained(self, directory, tokenizer=None):
         """HF EncoderDecoderModel layout (config.json, model.safetensors, vocab.txt), bert2bert only."""
@@ -380,6 +407,7 @@ class RuBertSeq2Seq(keras.Model):
 
 
 def load_tokenizer_if_present(directory):
+    """RuBertTokenizer of `directory` when it has a vocab.txt, else None."""
     if directory and os.path.isfile(os.path.join(directory, "vocab.txt")):
         from rubert_tf.tokenizer import RuBertTokenizer
 

@@ -7,6 +7,7 @@ import os
 
 import keras
 
+from rubert_tf.models.dtype_policy import dtype_policy_config, with_dtype_policy
 from rubert_tf.models.encoder import RuBertEncoder, as_config
 
 logger = logging.getLogger(__name__)
@@ -68,17 +69,21 @@ class TaskModel(keras.Model):
     hf_architecture = "BertModel"
 
     def _finish(self, config, encoder, init_kwargs):
+        # The encoder was built with the `dtype` given to the task model (or the global policy): the
+        # model takes its policy, so get_config returns it.
+        self.dtype_policy = encoder.dtype_policy
         self.config = config
         self.encoder = encoder
         self._init_kwargs = init_kwargs
         self.tokenizer = None
 
     def get_config(self):
-        return {"config": self.config.to_dict(), **self._init_kwargs, "name": self.name, "trainable": self.trainable}
+        return {"config": self.config.to_dict(), **self._init_kwargs, "name": self.name, "trainable": self.trainable,
+                "dtype": dtype_policy_config(self)}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**with_dtype_policy(config))
 
     def hf_head_weights(self):
         return {}
@@ -92,10 +97,10 @@ class TaskModel(keras.Model):
     def from_pretrained(cls, name_or_path, tokenizer=True, **kwargs):
         """Load weights (the head too when the checkpoint has it) and, when the directory has a
         vocab.txt and `tokenizer` is true, the tokenizer used by the raw-text methods."""
-        from rubert_tf.checkpoints.hub import resolve_model_dir
+        from rubert_tf import hub
         from rubert_tf.checkpoints.loading import load_model
 
-        directory = resolve_model_dir(name_or_path)
+        directory = hub.resolve(name_or_path)
         model = load_model(cls, directory, **kwargs)
         if tokenizer and os.path.isfile(os.path.join(directory, "vocab.txt")):
             from rubert_tf.tokenizer import RuBertTokenizer

@@ -1,10 +1,8 @@
 """RuBertTokenClassifier: BertForTokenClassification in Keras, for BIO/IOB2 named-entity tagging."""
 
 import keras
-import numpy as np
 
 from rubert_tf.layers import Dropout
-from rubert_tf.metrics.ner import get_entities
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
 from rubert_tf.models.task import (TaskModel, config_with_labels, head_dropout_rate, labels_from_config,
                                    reconcile_checkpoint_labels)
@@ -19,9 +17,24 @@ class RuBertTokenClassifier(TaskModel):
 
     Words are labelled on their first sub-token; the others get IGNORE_INDEX and are masked from the
     loss (`default_loss`). `tag_words` and `extract_entities` work on raw text.
+
+    Example (tiny and random; `from_pretrained(path, labels=[...])` warm-starts from a checkpoint):
+
+    >>> import numpy as np
+    >>> import rubert_tf as rt
+    >>> config = rt.RuBertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
+    ...                          num_attention_heads=2, intermediate_size=64)
+    >>> batch = {"token_ids": np.array([[2, 10, 11, 3, 0]]), "segment_ids": np.zeros((1, 5), "int32"),
+    ...          "padding_mask": np.array([[1, 1, 1, 1, 0]])}
+    >>> model = rt.RuBertTokenClassifier(config, labels=["O", "B-PER", "I-PER"])
+    >>> tuple(model(batch)["logits"].shape)
+    (1, 5, 3)
+    >>> model.labels
+    ['O', 'B-PER', 'I-PER']
     """
 
     hf_architecture = "BertForTokenClassification"
+    task_name = "ner"  # the task unit that serves it (rubert_tf.tasks.ner)
 
     def __init__(self, config, labels=None, load_head=True, **kwargs):
         config = as_config(config)
@@ -51,9 +64,9 @@ class RuBertTokenClassifier(TaskModel):
         when it is for the same tag set. The same tags in another order keep the checkpoint's order, so
         each head row keeps its meaning; other tags start a fresh head (logged) instead of failing on
         its shape or, worse, loading rows under the wrong names."""
-        from rubert_tf.checkpoints.hub import resolve_model_dir
+        from rubert_tf import hub
 
-        directory = resolve_model_dir(name_or_path)
+        directory = hub.resolve(name_or_path)
         reconcile_checkpoint_labels(directory, kwargs)
         model = super().from_pretrained(directory, tokenizer=tokenizer, **kwargs)
         model._load_head = True  # from now on the head is part of the model's checkpoint again
@@ -69,55 +82,22 @@ class RuBertTokenClassifier(TaskModel):
     def default_loss():
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_INDEX)
 
-    def tag_words(self, sentences, max_length=512, batch_size=32):
-        """Pre-split sentences (lists of words) -> one tag per word (words cut by truncation get "O")."""
-        from rubert_tf.data.ner import encode_words
+    def tag_words(self, sentences, max_length=None, batch_size=32):
+        """Pre-split sentences (lists of words) -> one tag per word (words cut by truncation get "O").
 
-        tokenizer = self._require_tokenizer()
-        results = []
-        for start in range(0, len(sentences), batch_size):
-            chunk = sentences[start:start + batch_size]
-            features, word_index = encode_words(tokenizer, chunk, max_length=max_length)
-            predictions = np.asarray(self(features, training=False)["logits"]).argmax(-1)
-            for row, words in enumerate(chunk):
-                tags = ["O"] * len(words)
-                for position, index in enumerate(word_index[row]):
-                    if index >= 0:
-                        tags[index] = self.labels[predictions[row, position]]
-                results.append(tags)
-        return results
+        Forwards to `rubert_tf.tasks.ner.tag_words` (the NER unit: words preprocessor, this model, its
+        postprocessor); max_length None: the one stored at fine-tuning (default 128)."""
+        from rubert_tf.tasks.ner import tag_words
 
-    def extract_entities(self, texts, max_length=512, batch_size=32):
+        return tag_words(self, sentences, {"max_length": max_length}, batch_size=batch_size)
+
+    def extract_entities(self, texts, max_length=None, batch_size=32):
         """Raw strings -> per text {"words": [{"text", "start", "end", "tag"}], "entities": [{"text",
-        "label", "start", "end"}]}, offsets in characters of the original string."""
-        single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
-        spans = _word_spans(self._require_tokenizer(), texts)
-        tags = self.tag_words([[text[s:e] for s, e in words] for text, words in zip(texts, spans)],
-                              max_length=max_length, batch_size=batch_size)
-        results = []
-        for text, words, word_tags in zip(texts, spans, tags):
-            entities = []
-            for label, first, last in get_entities(word_tags):
-                start, end = words[first][0], words[last][1]
-                entities.append({"text": text[start:end], "label": label, "start": start, "end": end})
-            results.append({
-                "words": [{"text": text[s:e], "start": s, "end": e, "tag": t} for (s, e), t in zip(words, word_tags)],
-                "entities": entities})
-        return results[0] if single else results
+        "label", "start", "end"}]}, offsets in characters of the original string.
 
+        Forwards to `rubert_tf.tasks.ner.extract_entities`, which runs the serving module that export
+        saves, so this answers exactly as the exported model does; max_length None: the one stored at
+        fine-tuning (default 128)."""
+        from rubert_tf.tasks.ner import extract_entities
 
-def _word_spans(tokenizer, texts):
-    """(start, end) character spans of the tokenizer's words (whitespace- and punctuation-split, as
-    CoNLL data is): a word starts at every piece that is not a `##` continuation."""
-    ids, starts, ends = tokenizer.tokenize_with_offsets(texts)
-    spans = []
-    for row_ids, row_starts, row_ends in zip(ids.to_list(), starts.to_list(), ends.to_list()):
-        words = []
-        for token_id, start, end in zip(row_ids, row_starts, row_ends):
-            if words and tokenizer.id_to_token(token_id).startswith("##"):
-                words[-1] = (words[-1][0], end)
-            else:
-                words.append((start, end))
-        spans.append(words)
-    return spans
+        return extract_entities(self, texts, {"max_length": max_length}, batch_size=batch_size)

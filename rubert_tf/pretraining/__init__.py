@@ -4,10 +4,12 @@
     prepare_corpus(["corpus/*.txt"], "shards/", tokenizer, max_length=128)
     pretrain(train="shards/", out="models/mlm", config="cointegrated/rubert-tiny2", steps=10_000)
 
-The tf.data pipeline with dynamic masking is in rubert_tf/data/pretraining.py.
+The corpus writer (prepare_corpus) is rubert_tf/data/pretraining_corpus.py, its reader and the tf.data
+pipeline with dynamic masking rubert_tf/data/pretraining.py, the model rubert_tf/models/pretraining.py.
 """
 
-from rubert_tf.pretraining.corpus import prepare_corpus
+# The corpus writer sits with its reader in rubert_tf/data/; this name stays importable.
+from rubert_tf.data.pretraining_corpus import prepare_corpus
 # The function shadows its module's name on purpose (as rubert_tf.export does): `pretraining.pretrain(...)`.
 from rubert_tf.pretraining.pretrain import pretrain
 

@@ -14,7 +14,8 @@ What it does:
   as BertForPreTraining's `bert.pooler.*` / `cls.seq_relationship.*`;
 - loss and accuracy on the masked positions only (labels -100 elsewhere);
 - recipe: AdamW with warmup + linear decay and clipping (rubert_tf.training.create_optimizer),
-  optional mixed precision, a tf.distribute strategy (rubert_tf.training.create_strategy);
+  optional mixed precision, a tf.distribute strategy: the run is rubert_tf.training.runner.TrainingRun,
+  as fine-tuning's (it also refuses an `out` that already holds a model, unless `overwrite=True`);
 - fault tolerance (rubert_tf.training.training_callbacks): atomic backups every `backup_every` steps in
   out/backup (an interrupted run continues at the exact step with `resume=True`, the same masks
   included: the input stream is seeded), kept checkpoints every `checkpoint_every` steps in
@@ -24,11 +25,9 @@ What it does:
   the held-out MLM loss/accuracy before and after.
 """
 
-import json
 import logging
 import math
 import os
-import time
 
 import keras
 import tensorflow as tf
@@ -36,11 +35,11 @@ import tensorflow as tf
 from rubert_tf.config import RuBertConfig
 from rubert_tf.data.pretraining import (IGNORE_LABEL, MaskedLMMasker, pretraining_dataset, read_corpus_info,
                                         resolve_shards)
-from rubert_tf.models.encoder import FirstToken, encoder_inputs
 from rubert_tf.models.masked_lm import RuBertForMaskedLM
-from rubert_tf.training import (create_optimizer, create_strategy, mixed_precision_policy, set_mixed_precision,
-                                training_callbacks)
-from rubert_tf.training.strategy import MIXED_PRECISION_POLICIES, worker_info
+from rubert_tf.models.pretraining import RuBertForPreTraining
+from rubert_tf.training import create_optimizer
+from rubert_tf.training.metrics import MaskedAccuracy, MaskedCrossEntropy
+from rubert_tf.training.runner import TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -49,95 +48,6 @@ CONFIG_OVERRIDES = {"num_layers": "num_hidden_layers", "hidden_size": "hidden_si
                     "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size",
                     "max_position_embeddings": "max_position_embeddings", "dropout": "hidden_dropout_prob",
                     "attention_dropout": "attention_probs_dropout_prob"}
-
-
-@keras.saving.register_keras_serializable(package="rubert_tf")
-class MaskedAccuracy(keras.metrics.Metric):
-    """Accuracy of argmax(logits) over the positions whose label is not `ignore_class` (-100)."""
-
-    def __init__(self, name="accuracy", ignore_class=IGNORE_LABEL, **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.ignore_class = ignore_class
-        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = tf.cast(y_true, tf.int32)
-        valid = tf.cast(y_true != self.ignore_class, tf.float32)
-        hit = tf.cast(tf.equal(tf.argmax(y_pred, axis=-1, output_type=tf.int32), y_true), tf.float32)
-        self.correct.assign_add(tf.reduce_sum(hit * valid))
-        self.count.assign_add(tf.reduce_sum(valid))
-
-    def result(self):
-        return tf.math.divide_no_nan(self.correct, self.count)
-
-    def reset_state(self):
-        self.correct.assign(0.0)
-        self.count.assign(0.0)
-
-    def get_config(self):
-        return {**super().get_config(), "ignore_class": self.ignore_class}
-
-
-@keras.saving.register_keras_serializable(package="rubert_tf")
-class MaskedCrossEntropy(MaskedAccuracy):
-    """Mean cross-entropy per predicted position over everything seen (Keras' per-output loss logs are
-    per-batch means, and with ignored labels not even that), for exact held-out numbers."""
-
-    def __init__(self, name="xent", ignore_class=IGNORE_LABEL, **kwargs):
-        super().__init__(name=name, ignore_class=ignore_class, **kwargs)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = tf.cast(y_true, tf.int32)
-        valid = tf.cast(y_true != self.ignore_class, tf.float32)
-        xent = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.maximum(y_true, 0), logits=tf.cast(y_pred, tf.float32))
-        self.correct.assign_add(tf.reduce_sum(xent * valid))
-        self.count.assign_add(tf.reduce_sum(valid))
-
-
-class RuBertForPreTraining(keras.Model):
-    """RuBertForMaskedLM (with mask_positions) + pooler + 2-way sentence-order head, in one graph.
-
-    Outputs {"logits" [B, P, V], "sop_logits" [B, 2]}; weights named as HF's BertForPreTraining (whose
-    `cls.seq_relationship` we use for ALBERT's sentence order instead of next sentence)."""
-
-    def __init__(self, config, **kwargs):
-        dtype = kwargs.pop("dtype", None)
-        mlm = RuBertForMaskedLM(config, with_mask_positions=True, name="masked_lm", dtype=dtype)
-        config = mlm.config
-        inputs = encoder_inputs()
-        sequence = mlm.encoder(inputs)["sequence_output"]
-        inputs = {**inputs, "mask_positions": keras.Input(shape=(None,), dtype="int32", name="mask_positions")}
-        # The MLM head's own layers on the same encoder output: one encoder pass feeds both heads.
-        gathered = mlm.get_layer("gather_mask_positions")(sequence, inputs["mask_positions"])
-        hidden = mlm.get_layer("mlm_transform")(gathered)
-        logits = mlm.get_layer("mlm_bias")(mlm.encoder.token_embedding(hidden, reverse=True))
-
-        def initializer():
-            return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
-
-        first = FirstToken(name="first_token", dtype=dtype)(sequence)
-        pooled = keras.layers.Dense(config.hidden_size, activation="tanh", kernel_initializer=initializer(),
-                                    name="pooler_dense", dtype=dtype)(first)
-        sop = keras.layers.Dense(2, kernel_initializer=initializer(), name="sop_classifier", dtype="float32")(pooled)
-        super().__init__(inputs=inputs, outputs={"logits": logits, "sop_logits": sop}, **kwargs)
-        self.config = config
-        self.masked_lm = mlm
-
-    def hf_weight_map(self, prefix=""):
-        mapping = dict(self.masked_lm.hf_weight_map(prefix))
-        pooler, head = self.get_layer("pooler_dense"), self.get_layer("sop_classifier")
-        mapping[prefix + "bert.pooler.dense.weight"] = (pooler.kernel, True)
-        mapping[prefix + "bert.pooler.dense.bias"] = (pooler.bias, False)
-        mapping[prefix + "cls.seq_relationship.weight"] = (head.kernel, True)
-        mapping[prefix + "cls.seq_relationship.bias"] = (head.bias, False)
-        return mapping
-
-    def save_pretrained(self, directory, tokenizer=None):
-        from rubert_tf.checkpoints.hf import save_hf_checkpoint
-
-        return save_hf_checkpoint(self, directory, tokenizer=tokenizer, architecture="BertForPreTraining")
 
 
 # ---------------------------------------------------------------- pieces
@@ -161,14 +71,14 @@ def _tokenizer(model, vocab, infos, corpus_dir=None):
         return RuBertTokenizer(vocab, lowercase=bool(settings.get("lowercase", False)),
                                strip_accents=settings.get("strip_accents"))
     if model is not None:
-        from rubert_tf.checkpoints.hub import resolve_model_dir
+        from rubert_tf import hub
 
-        return RuBertTokenizer.from_pretrained(resolve_model_dir(model))
+        return RuBertTokenizer.from_pretrained(hub.resolve(model))
     raise ValueError("no vocabulary: pass model= (a checkpoint with vocab.txt) or vocab= (vocab.txt)")
 
 
 def _check_vocabulary(tokenizer, sources, infos):
-    from rubert_tf.pretraining.corpus import vocab_sha1
+    from rubert_tf.data.pretraining_corpus import vocab_sha1
 
     digest = vocab_sha1(tokenizer.vocabulary)
     for source, info in zip(sources, infos):
@@ -208,13 +118,13 @@ def build_config(config, vocab_size, overrides=None):
 
 
 def _build_model(config, checkpoint, sentence_order):
-    from rubert_tf.checkpoints.hub import resolve_model_dir
+    from rubert_tf import hub
     from rubert_tf.checkpoints.loading import load_weights, read_weights
 
     model = (RuBertForPreTraining(config, name="rubert_for_pretraining") if sentence_order
              else RuBertForMaskedLM(config, with_mask_positions=True))
     if checkpoint is not None:
-        tensors, path = read_weights(resolve_model_dir(checkpoint))
+        tensors, path = read_weights(hub.resolve(checkpoint))
         load_weights(model, tensors, path)
     return model
 
@@ -226,7 +136,7 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
              batch_size=32, steps=10_000, learning_rate=1e-4, warmup_ratio=0.01, weight_decay=0.01, mask_rate=0.15,
              whole_word=False, sentence_order=False, max_predictions=None, eval_steps=None, checkpoint_every=1000,
              backup_every=100, strategy="default", num_logical_cpus=None, mixed_precision=None, resume=False, seed=0,
-             log_dir=None, verbose=1):
+             log_dir=None, verbose=1, overwrite=False):
     """Masked-LM pretraining (see the module docstring). Returns the metrics (also in out/metrics.json).
 
     Args:
@@ -243,6 +153,8 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
       max_predictions: masked positions per sequence the model computes (default ceil(1.25 * rate * T)).
       strategy: "default", "mirrored", "multi_worker" (or "tpu"); mixed_precision: None, "bf16", "fp16".
       resume: continue an interrupted run from its backup in `out` (without it, such a backup is an error).
+      overwrite: replace the model a finished run left in `out` (without it, a config.json or
+        model.safetensors there is an error).
     """
     if (model is None) == (config is None):
         raise ValueError("pass exactly one of model= (a checkpoint to continue) or config= (an architecture)")
@@ -251,37 +163,27 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
                          "change a pretrained checkpoint; use config= to start from an architecture")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
-    if mixed_precision and mixed_precision != "auto" and mixed_precision not in MIXED_PRECISION_POLICIES:
-        mixed_precision_policy(mixed_precision)  # raises, naming the choices; before any work ("auto" would
-        # look at the devices, which must wait for create_strategy to split the CPU)
     if backup_every is not None and int(backup_every) < 0:
         raise ValueError(f"backup_every must be >= 0 (0 or None: one backup per checkpoint_every epoch), got "
                          f"{backup_every}")
-    # First of all TF work: splitting the CPU into logical devices (num_logical_cpus) is only possible before.
-    strategy_obj = create_strategy(strategy, num_logical_cpus=num_logical_cpus)
+    run = TrainingRun(out, strategy=strategy, num_logical_cpus=num_logical_cpus, mixed_precision=mixed_precision,
+                      seed=seed, batch_size=batch_size, resume=resume, overwrite=overwrite)
+    with run:  # checks `out`, creates the strategy (first of all TF work), seed, precision, Keras patches
+        train_sources, train_infos = _corpus_infos(train)
+        resolve_shards(train_sources)  # fails early, naming the source without shards
+        eval_sources, eval_infos = _corpus_infos(eval) if eval else ([], [])
+        infos = [info for _, info in train_infos + eval_infos]
+        tokenizer = _tokenizer(model, vocab, infos, corpus_dir=train_infos[0][0] if train_infos else None)
+        _check_vocabulary(tokenizer, [s for s, _ in train_infos + eval_infos], infos)
+        lengths = sorted({info["max_length"] for info in infos})
+        if max_length is None:
+            max_length = lengths[-1] if lengths else 128
+        if sentence_order and any(info["packing"] != "segment_pairs" for info in infos):
+            logger.warning("sentence_order=True, but some shards were not packed as segment pairs: their rows get "
+                           "no sentence-order label (prepare-corpus --packing segment_pairs)")
+        if max_predictions is None:
+            max_predictions = max(1, math.ceil(1.25 * mask_rate * max_length))
 
-    backup = os.path.join(out, "backup")
-    if not resume and os.path.isdir(backup) and os.listdir(backup):
-        raise FileExistsError(f"{backup} holds the state of an interrupted run: pass resume=True (--resume) to "
-                              "continue it at the step it reached, or delete that folder to start over")
-    train_sources, train_infos = _corpus_infos(train)
-    resolve_shards(train_sources)  # fails early, naming the source without shards
-    eval_sources, eval_infos = _corpus_infos(eval) if eval else ([], [])
-    infos = [info for _, info in train_infos + eval_infos]
-    tokenizer = _tokenizer(model, vocab, infos, corpus_dir=train_infos[0][0] if train_infos else None)
-    _check_vocabulary(tokenizer, [s for s, _ in train_infos + eval_infos], infos)
-    lengths = sorted({info["max_length"] for info in infos})
-    if max_length is None:
-        max_length = lengths[-1] if lengths else 128
-    if sentence_order and any(info["packing"] != "segment_pairs" for info in infos):
-        logger.warning("sentence_order=True, but some shards were not packed as segment pairs: their rows get "
-                       "no sentence-order label (prepare-corpus --packing segment_pairs)")
-    if max_predictions is None:
-        max_predictions = max(1, math.ceil(1.25 * mask_rate * max_length))
-
-    keras.utils.set_random_seed(seed)
-    policy = set_mixed_precision(mixed_precision, strategy_obj)
-    try:
         steps_per_epoch, epochs = _epochs(steps, checkpoint_every)
         total_steps = steps_per_epoch * epochs
         if total_steps != steps:
@@ -292,7 +194,7 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
         backup_every = int(backup_every) if backup_every else None
         if backup_every is not None and backup_every >= steps_per_epoch:
             backup_every = None
-        with strategy_obj.scope():
+        with run.scope():
             if model is not None:
                 model_config = RuBertConfig.from_pretrained(_resolve(model))
                 if model_config.vocab_size != tokenizer.vocab_size:
@@ -305,11 +207,13 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
                                  f"{model_config.max_position_embeddings}")
             network = _build_model(model_config, model, sentence_order)
             losses = {"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL)}
-            metrics = {"logits": [MaskedAccuracy(name="accuracy"), MaskedCrossEntropy(name="xent")]}
+            metrics = {"logits": [MaskedAccuracy(name="accuracy", ignore_class=IGNORE_LABEL),
+                                  MaskedCrossEntropy(name="xent", ignore_class=IGNORE_LABEL)]}
             if sentence_order:
                 losses["sop_logits"] = keras.losses.SparseCategoricalCrossentropy(
                     from_logits=True, ignore_class=IGNORE_LABEL)
-                metrics["sop_logits"] = [MaskedAccuracy(name="accuracy"), MaskedCrossEntropy(name="xent")]
+                metrics["sop_logits"] = [MaskedAccuracy(name="accuracy", ignore_class=IGNORE_LABEL),
+                                         MaskedCrossEntropy(name="xent", ignore_class=IGNORE_LABEL)]
             network.compile(optimizer=create_optimizer(learning_rate, total_steps, warmup_ratio, weight_decay),
                             loss=losses, metrics=metrics)
 
@@ -329,33 +233,21 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
 
         results = {"steps": total_steps, "batch_size": batch_size, "max_length": max_length,
                    "max_predictions": max_predictions, "whole_word": bool(whole_word),
-                   "sentence_order": bool(sentence_order), "mixed_precision": policy,
-                   "strategy": strategy, "replicas": strategy_obj.num_replicas_in_sync,
-                   "parameters": int(network.count_params())}
+                   "sentence_order": bool(sentence_order), "mixed_precision": run.policy,
+                   "strategy": strategy, "replicas": run.replicas, "parameters": int(network.count_params())}
         if eval_data is not None and not resume:  # (a resumed run restores its weights inside fit)
             results["eval_before"] = _evaluate(network, eval_data)
-        callbacks = training_callbacks(out, backup_every_steps=backup_every, checkpoint_every_steps=steps_per_epoch,
-                                       resume=resume, resume_data="stream", batch_size=batch_size,
-                                       sequence_length=max_length, log_every_steps=min(50, steps_per_epoch),
-                                       log_dir=log_dir, strategy=strategy_obj)
-        started = time.time()
-        history = network.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                              validation_data=eval_data if epochs > 1 else None, shuffle=False, verbose=verbose)
-        seconds = time.time() - started
-        losses_seen = history.history.get("loss") or [float("nan")]
-        sequences = len(losses_seen) * steps_per_epoch * batch_size
-        results.update({"train_loss_first_epoch": float(losses_seen[0]),
-                        "train_loss_last_epoch": float(losses_seen[-1]), "train_seconds": round(seconds, 1),
-                        "sequences_per_second": round(sequences / max(seconds, 1e-9), 1)})
+        fitted = run.fit(network, train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                         sequence_length=max_length, backup_every=backup_every, checkpoint_every=steps_per_epoch,
+                         log_every=min(50, steps_per_epoch), log_dir=log_dir,
+                         validation_data=eval_data if epochs > 1 else None, verbose=verbose)
+        sequences = len(fitted.history.history.get("loss") or [None]) * steps_per_epoch * batch_size
+        results.update(fitted.metrics)
+        results["sequences_per_second"] = round(sequences / max(fitted.metrics["train_seconds"], 1e-9), 1)
         if eval_data is not None:
             results["eval_after"] = _evaluate(network, eval_data)
-        if worker_info(strategy_obj)[2]:  # the chief writes the model
-            network.save_pretrained(out, tokenizer=tokenizer)
-            with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as f:
-                json.dump(results, f, indent=2, ensure_ascii=False)
+        run.save(network, tokenizer, results)
         return results
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 def _epochs(steps, checkpoint_every):
@@ -369,9 +261,9 @@ def _epochs(steps, checkpoint_every):
 
 
 def _resolve(model):
-    from rubert_tf.checkpoints.hub import resolve_model_dir
+    from rubert_tf import hub
 
-    return resolve_model_dir(model)
+    return hub.resolve(model)
 
 
 # Keras log name (one output / with the SOP head) -> our name.

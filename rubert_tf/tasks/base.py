@@ -1,59 +1,59 @@
-"""The contract every fine-tuning task fulfils, so one runner (`rubert_tf.finetune`) and one CLI
-serve classification, NER, QA and sentence embeddings alike."""
+"""The contract every task fulfils, so one runner (`rubert_tf.finetune`), one CLI and one export serve
+classification, NER, QA, sentence embeddings and seq2seq alike.
+
+A task is one unit (a package under rubert_tf/tasks/): its settings dataclass (settings.py), the graph
+functions text -> model inputs (preprocessor) and model outputs -> answers (postprocessor), the head
+(a Keras model of rubert_tf.models, tensors in and out), and its metrics. `serving_module` joins them
+as `post(head(pre(text)))`; the eager methods (`classify`, `extract_entities`, ...) and the exported
+SavedModel both call that one function, so what is served equals what is evaluated.
+"""
+
+from rubert_tf.tasks.settings import TaskSettings
 
 
 class Task:
-    """One fine-tuning task. Subclasses set `name` and `model_class` and implement the methods.
-
-    `options` is a plain dict of the task's own settings (column names, label list, stride, ...);
-    `add_arguments` declares them for the command line with the same names.
-    """
+    """One task. Subclasses set `name`, `model_class` and `settings_class`, and implement the methods."""
 
     name = None
     model_class = None
-    # Tasks whose settings travel with the model: the known options with their defaults, and the
-    # config.json key they are stored under (see `configure` and `resolve_settings`).
-    defaults = {}
-    config_key = None
+    settings_class = TaskSettings
+    reads_file_pairs = False  # --train/--eval may name two aligned files (seq2seq)
 
-    def configure(self, options):
-        """Keep the options that are set; unknown names are an error that lists the known ones."""
-        self.options = {key: value for key, value in dict(options or {}).items() if value is not None}
-        unknown = sorted(set(self.options) - set(self.defaults))
-        if unknown:
-            raise ValueError(f"unknown option(s) for task {self.name!r}: {unknown}; known: {sorted(self.defaults)}")
-        return self
+    def settings(self, model=None, overrides=None):
+        """Resolved settings: `overrides` (a dict, those not None, or a settings object) > what
+        fine-tuning stored in `model`'s config > the defaults. Conflicting overrides are an error."""
+        if isinstance(overrides, self.settings_class) and model is None:
+            return overrides
+        return self.settings_class.resolve(model, overrides)
 
-    def resolve_settings(self, model=None):
-        """Options, else the model's stored settings (config.json under `config_key`), else the defaults."""
-        stored = {}
-        if model is not None and getattr(model, "config", None) is not None:
-            stored = model.config.extra.get(self.config_key) or {}
-        return {key: self.options.get(key, stored.get(key, default)) for key, default in self.defaults.items()}
+    # ---- fine-tuning
 
-    @staticmethod
-    def add_arguments(parser):
-        """Task-specific command-line flags (argparse); their dest names are the option keys."""
-
-    def read(self, path, options):
+    def read(self, path, settings=None):
         """Examples from a file (or `tfds:NAME`); errors name the file and line."""
         raise NotImplementedError
 
-    def model_kwargs(self, examples, options):
+    def model_kwargs(self, examples, settings=None):
         """Constructor arguments of `model_class` beyond the config (e.g. labels seen in training data)."""
         return {}
 
-    def dataset(self, model, tokenizer, examples, batch_size, max_length, shuffle=False, seed=None):
+    def dataset(self, model, tokenizer, examples, settings=None, batch_size=32, shuffle=False, seed=None):
         """tf.data.Dataset of (features, labels) batches for `model.fit` / `model.evaluate`."""
         raise NotImplementedError
 
-    def loss(self, model):
+    def loss(self, model, settings=None):
         return model.default_loss()
 
-    def evaluate(self, model, examples, max_length, batch_size):
-        """The field's metrics as a flat dict of floats (e.g. accuracy, macro_f1)."""
+    # ---- text -> answer, the one definition
+
+    def serving_module(self, model, tokenizer, settings=None):
+        """A `rubert_tf.tasks.module.TaskModule` whose `serving_functions` are post(head(pre(text)))."""
         raise NotImplementedError
 
-    def predict(self, model, inputs, max_length, batch_size):
+    def evaluate(self, model, examples, settings=None, batch_size=32):
+        """The field's metrics as a flat dict of floats (e.g. accuracy, macro_f1), computed on the
+        postprocessor's output."""
+        raise NotImplementedError
+
+    def predict(self, model, inputs, settings=None, batch_size=32):
         """Raw inputs (strings, or dicts for pairs/questions) -> JSON-serialisable results."""
         raise NotImplementedError

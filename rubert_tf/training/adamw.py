@@ -20,7 +20,7 @@ gradients there) `sparse_updates` has no effect: every variable takes the fused 
 import keras
 import tensorflow as tf
 
-from rubert_tf.training.strategy import deduplicate_sparse_gradient
+from rubert_tf.training.sparse_gradients import deduplicate_sparse_gradient
 
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
@@ -89,12 +89,13 @@ class AdamW(keras.optimizers.AdamW):
                                       updates=m_rows * alpha / (tf.sqrt(v_rows) + self.epsilon))
 
     def _clip_gradients(self, grads):
-        """Keras' clipping, but sparse gradients stay sparse (with sparse_updates): norms from their
-        (deduplicated) values."""
+        """Keras' clipping on deduplicated sparse gradients (Keras' norm of raw IndexedSlices counts a
+        repeated row's slices apart, see deduplicate_sparse_gradient); with sparse_updates they stay
+        sparse, norms from their values."""
+        grads = [deduplicate_sparse_gradient(g) for g in grads]
         sparse = [isinstance(g, tf.IndexedSlices) for g in grads]
         if not (self.sparse_updates and any(sparse)) or not self._fast_path():
             return super()._clip_gradients(grads)
-        grads = [deduplicate_sparse_gradient(g) for g in grads]
 
         def values(g):
             return g.values if isinstance(g, tf.IndexedSlices) else g

@@ -15,12 +15,8 @@ def create_optimizer(learning_rate=5e-5, total_steps=1000, warmup_ratio=0.1, wei
     updates only the embedding rows of the tokens in each batch (lazy Adam: faster with a large
     vocabulary, not exactly AdamW; see rubert_tf/training/adamw.py).
 
-    Switches on rubert_tf.training.strategy.enable_optimizer_fixes() (idempotent), so an optimizer made
-    here trains like standard AdamW on one device whatever the strategy, also when no strategy was
-    created through `create_strategy`."""
-    from rubert_tf.training.strategy import enable_optimizer_fixes
-
-    enable_optimizer_fixes()
+    Patches nothing: under a strategy with several replicas, fit inside
+    rubert_tf.training.keras_fixes.fixes_for(strategy) to train like one device."""
     schedule = WarmupLinearDecay(learning_rate, int(round(warmup_ratio * total_steps)), total_steps)
     optimizer = AdamW(learning_rate=schedule, weight_decay=weight_decay, epsilon=epsilon, global_clipnorm=clipnorm,
                       sparse_updates=sparse_updates)

@@ -6,7 +6,8 @@ gradient clipping and mixed precision follow from it.
     with strategy.scope():
         model = RuBertClassifier.from_pretrained(path, num_labels=3)
         model.compile(optimizer=create_optimizer(...), loss=...)
-    model.fit(dataset.batch(batch), ...)             # tf.data batches are GLOBAL batches
+    with keras_fixes.fixes_for(strategy):             # Keras patches a multi-replica fit needs
+        model.fit(dataset.batch(batch), ...)         # tf.data batches are GLOBAL batches
 
 Names: "default" (one device, TF's default strategy), "mirrored" (all local GPUs; on a CPU-only
 machine `num_logical_cpus` splits the CPU into logical devices, which is how the tests run it),
@@ -22,21 +23,10 @@ per-replica batch into the global one; if you grow the global batch with the num
 `scaled_learning_rate` applies the linear scaling rule (Goyal et al., 2017: k times the batch, k times
 the learning rate, with warmup) or, for Adam-style optimizers on large batches, the square-root rule.
 
-Optimizer fixes (`enable_optimizer_fixes()`, switched on by `create_strategy`; idempotent). Measured
-in tests/test_distributed.py and tests/test_fault_tolerance.py, Keras 3.15's optimizers on the TF
-backend do not train like one device with a standard Adam(W):
-  1. under a strategy they clip (`clipnorm`, `global_clipnorm`, `clipvalue`), accumulate, and
-     (LossScaleOptimizer) check for inf/nan each replica's *partial* gradient before the
-     all-reduce, so with an active clipnorm 2 replicas drift from 1 device (tf.keras 2 refused
-     clipping under a strategy for this reason, tensorflow/tensorflow#33929). Fix: sum over the
-     replicas first, and skip the optimizer's own all-reduce;
-  2. gradient accumulation (`gradient_accumulation_steps`) fails under every strategy that uses
-     `merge_call` (all but XLA on GPUs): "`merge_call` called while defining a new graph". Fix: the
-     same update, with its `cond` in cross-replica context;
-  3. Adam/AdamW on an embedding gradient (tf.IndexedSlices) in which a row occurs k times (a token
-     repeated in the batch) compute the second moment from the sum of squared slices instead of the
-     square of their sum, moving that row up to sqrt(k) times too far. Fix: deduplicate the slices.
-`disable_optimizer_fixes()` restores Keras exactly.
+Keras patches: with more than one replica Keras 3's optimizers clip, accumulate and check for
+inf/nan each replica's partial gradient, and multi-worker `fit` fails (keras-team/keras#20585);
+rubert_tf.training.keras_fixes holds the fixes. `create_strategy` patches nothing: wrap the `fit` in
+`keras_fixes.fixes_for(strategy)` (the training runner does).
 
 Gradient accumulation: `enable_gradient_accumulation(optimizer, steps)` before compile. Keras feeds the
 learning-rate schedule the micro-batch counter; the helper wraps the schedule so that it counts
@@ -49,15 +39,12 @@ mixed_bfloat16 on TPUs and CPUs; "bf16", "fp16", "fp32" force one. The models ke
 losses in float32.
 """
 
-import functools
 import json
 import logging
 import os
 
 import keras
 import tensorflow as tf
-
-from rubert_tf.training.multi_worker import enable_multi_worker_fit
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +60,6 @@ def create_strategy(name="default", num_logical_cpus=None, tpu=None):
     key = _ALIASES.get(key, key)
     if key not in STRATEGIES:
         raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {name!r}")
-    enable_optimizer_fixes()
     if num_logical_cpus and key in ("mirrored", "default"):
         split_cpu(num_logical_cpus)
     if key == "default":
@@ -91,7 +77,6 @@ def create_strategy(name="default", num_logical_cpus=None, tpu=None):
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
             communication_options=tf.distribute.experimental.CommunicationOptions(
                 implementation=tf.distribute.experimental.CommunicationImplementation.AUTO))
-        enable_multi_worker_fit()
     else:
         strategy = _tpu_strategy(tpu)
     logger.info("strategy %s: %d replicas in sync", key, strategy.num_replicas_in_sync)
@@ -238,157 +223,6 @@ def set_mixed_precision(mode="auto", strategy=None):
     policy = mixed_precision_policy(mode, strategy)
     keras.mixed_precision.set_global_policy(policy)
     return policy
-
-
-# --- optimizer fixes for multi-replica strategies ------------------------------------------------
-
-_REDUCED = set()       # ids of optimizers whose gradients in the current apply() are already summed
-_OPTIMIZER_ORIGINALS = {}
-
-
-def _sum_over_replicas(context, grads):
-    present = [i for i, g in enumerate(grads) if g is not None]
-    if not present:
-        return list(grads)
-    reduced = context.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
-    out = list(grads)
-    for i, g in zip(present, reduced):
-        out[i] = g
-    return out
-
-
-def _in_xla_context():
-    from tensorflow.python.framework import ops
-    from tensorflow.python.ops import control_flow_util
-
-    return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
-
-
-def deduplicate_sparse_gradient(grad):
-    """tf.IndexedSlices with each row once (duplicate rows summed); other gradients unchanged.
-
-    Keras 3's Adam/AdamW on the TF backend apply element-wise ops to IndexedSlices slice by slice, so
-    a row that occurs k times in the batch (a repeated token in the embedding gradient) gets its
-    second moment from the sum of squared slices instead of the square of their sum: e.g. a token
-    seen twice with equal slices moves sqrt(2) times as far as dense Adam would move it. One
-    unique + segment sum restores the dense-Adam update and keeps the gradient sparse."""
-    if not isinstance(grad, tf.IndexedSlices):
-        return grad
-    if _in_xla_context():  # Unique has a data-dependent shape, not for every XLA backend; dense is exact too
-        return tf.convert_to_tensor(grad)
-    indices, positions = tf.unique(grad.indices)
-    values = tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(indices)[0])
-    return tf.IndexedSlices(values, indices, grad.dense_shape)
-
-
-def _patched_apply(original):
-    @functools.wraps(original)
-    def apply(self, grads, trainable_variables=None):
-        if id(self) in _REDUCED:  # the inner optimizer of a LossScaleOptimizer already handled
-            return original(self, grads, trainable_variables)
-        grads = list(grads)
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            grads = _sum_over_replicas(context, grads)
-        grads = [deduplicate_sparse_gradient(g) for g in grads]
-        marked = [id(self)]
-        inner = getattr(self, "inner_optimizer", None)  # LossScaleOptimizer -> the wrapped optimizer
-        if inner is not None:
-            marked.append(id(inner))
-        _REDUCED.update(marked)
-        try:
-            return original(self, grads, trainable_variables)
-        finally:
-            _REDUCED.difference_update(marked)
-
-    return apply
-
-
-def _patched_all_reduce_sum_gradients(original):
-    @functools.wraps(original)
-    def _all_reduce_sum_gradients(self, grads_and_vars):
-        if id(self) in _REDUCED:
-            return list(grads_and_vars)
-        return original(self, grads_and_vars)
-
-    return _all_reduce_sum_gradients
-
-
-def _patched_backend_apply_gradients(original):
-    """Gradient accumulation under a strategy that needs `merge_call` (every strategy except XLA on
-    GPUs): Keras runs `ops.cond(is_update_step, update, accumulate)` in replica context with merge
-    calls in both branches, which tf.distribute rejects ("`merge_call` called while defining a new
-    graph"). Same computation, with the cond moved to cross-replica context (as Keras'
-    LossScaleOptimizer does for its finite check)."""
-
-    @functools.wraps(original)
-    def _backend_apply_gradients(self, grads, trainable_variables):
-        context = tf.distribute.get_replica_context()
-        if (not self.gradient_accumulation_steps or self.use_ema or context is None
-                or context.num_replicas_in_sync <= 1
-                or tf.__internal__.distribute.strategy_supports_no_merge_call()):
-            return original(self, grads, trainable_variables)
-        steps = self.gradient_accumulation_steps
-        accumulators = [self._accumulated_gradients[self._get_variable_index(v)] for v in trainable_variables]
-
-        def update(grads):  # replica context: Keras' own update branch, minus the accumulator reset
-            grads = [(g + acc) / steps for g, acc in zip(grads, accumulators)]
-            grads = self._clip_gradients(grads)
-            self._apply_weight_decay(trainable_variables)
-            self._backend_update_step(grads, trainable_variables, self.learning_rate)
-
-        def accumulate(grads):
-            self._backend_increment_gradient_accumulators(grads, accumulators)
-
-        def in_cross_replica_context(distribution, grads):
-            def update_and_reset():
-                distribution.extended.call_for_each_replica(update, args=(grads,))
-                for acc in accumulators:
-                    acc.assign(tf.zeros(acc.shape, dtype=acc.dtype))
-
-            def accumulate_only():
-                distribution.extended.call_for_each_replica(accumulate, args=(grads,))
-
-            tf.cond((self._iterations + 1) % steps == 0, update_and_reset, accumulate_only)
-
-        context.merge_call(in_cross_replica_context, args=(list(grads),))
-
-    return _backend_apply_gradients
-
-
-def enable_optimizer_fixes():
-    """Make Keras 3 optimizers (TF backend) train like standard Adam(W) on one device, whatever the
-    strategy (idempotent; returns True if this call applied the patches). `create_strategy` calls it.
-
-    1. Sum gradients over replicas *before* the optimizer clips, accumulates or (LossScaleOptimizer)
-       checks them for inf/nan, and skip the optimizer's later all-reduce (patches BaseOptimizer.apply,
-       LossScaleOptimizer.apply, TFOptimizer._all_reduce_sum_gradients). No-op with one replica.
-    2. Deduplicate sparse (embedding) gradients, see `deduplicate_sparse_gradient` (same patch of apply).
-    3. Gradient accumulation under merge-call strategies (patches BaseOptimizer._backend_apply_gradients).
-    `disable_optimizer_fixes()` restores Keras exactly."""
-    if _OPTIMIZER_ORIGINALS:
-        return False
-    from keras.src.backend.tensorflow.optimizer import TFOptimizer
-    from keras.src.optimizers.base_optimizer import BaseOptimizer
-    from keras.src.optimizers.loss_scale_optimizer import LossScaleOptimizer
-
-    for owner, name, patch in ((BaseOptimizer, "apply", _patched_apply),
-                               (LossScaleOptimizer, "apply", _patched_apply),
-                               (TFOptimizer, "_all_reduce_sum_gradients", _patched_all_reduce_sum_gradients),
-                               (BaseOptimizer, "_backend_apply_gradients", _patched_backend_apply_gradients)):
-        if name not in owner.__dict__:
-            raise RuntimeError(f"{owner.__name__}.{name} is missing: rubert_tf.training.strategy was written "
-                               "against Keras 3.15's optimizers")
-        original = owner.__dict__[name]
-        _OPTIMIZER_ORIGINALS[(owner, name)] = original
-        setattr(owner, name, patch(original))
-    return True
-
-
-def disable_optimizer_fixes():
-    for (owner, name), original in list(_OPTIMIZER_ORIGINALS.items()):
-        setattr(owner, name, original)
-    _OPTIMIZER_ORIGINALS.clear()
 
 
 # --- gradient accumulation ------------------------------------------------------------------------

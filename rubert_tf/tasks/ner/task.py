@@ -1,12 +1,12 @@
-"""NER task: BIO/IOB2 tagging of CoNLL-style files with RuBertTokenClassifier.
+"""NER task: tagging CoNLL-style files (IOB2/BIO, IOB1, IOBES/BIOES or bare tags) with RuBertTokenClassifier.
 
     rubert-tf finetune ner --model PATH --train train.bio --eval dev.bio --out DIR [--repair-bio] [--labels O,B-PER,...]
-    rubert-tf evaluate ner --model DIR --eval dev.bio [--repair-bio]
+    rubert-tf evaluate ner --model DIR --eval dev.bio       # labels, tag scheme, max length travel with the model
     rubert-tf predict ner --model DIR "Встреча с послом Италии в Москве"
 
-Options: `labels` (list or comma-separated string; default: the training data's tags, "O" first,
-then B-/I- pairs of the entity types in sorted order) and `repair_bio` (read an I-X that does not
-continue an X entity as B-X instead of failing with the file and line).
+Settings (settings.py): `labels` (default: the training data's tags, see tags.infer_labels), `tag_scheme`
+(how files are checked), `repair_bio`, `max_length`. Evaluation scores the word tags of the
+postprocessor (processing.tag_words) with seqeval's entity rules (rubert_tf.metrics.ner).
 """
 
 from rubert_tf.data.ner import ner_dataset
@@ -14,48 +14,31 @@ from rubert_tf.data.readers import DataError, read_conll
 from rubert_tf.metrics.ner import entity_scores
 from rubert_tf.models.token_classifier import RuBertTokenClassifier
 from rubert_tf.tasks.base import Task
-
-
-def infer_labels(tag_sequences):
-    """Tag names in a stable order: "O", then B-TYPE, I-TYPE for each entity type, types sorted."""
-    types = sorted({tag[2:] for tags in tag_sequences for tag in tags if tag != "O"})
-    return ["O"] + [f"{prefix}-{entity_type}" for entity_type in types for prefix in ("B", "I")]
-
-
-def _labels_option(options):
-    labels = options.get("labels")
-    if labels is None or labels == "":
-        return None
-    if isinstance(labels, str):
-        labels = [label.strip() for label in labels.split(",") if label.strip()]
-    labels = [str(label) for label in labels]
-    for label in labels:
-        if label != "O" and (label[:2] not in ("B-", "I-") or len(label) < 3):
-            raise ValueError(f"label {label!r} is not O, B-TYPE or I-TYPE")
-    return labels
+from rubert_tf.tasks.ner import processing
+from rubert_tf.tasks.ner.settings import NerSettings
+from rubert_tf.tasks.ner.tags import check_labels, infer_labels
 
 
 class NerTask(Task):
+    """Pre-split words -> one tag per word; raw text -> words and entities with character offsets."""
+
     name = "ner"
     model_class = RuBertTokenClassifier
+    settings_class = NerSettings
 
-    @staticmethod
-    def add_arguments(parser):
-        parser.add_argument("--labels", help="comma-separated tag names in id order (default: from the training data)")
-        parser.add_argument("--repair-bio", dest="repair_bio", action="store_true",
-                            help="read an I-X that does not continue an X entity as B-X instead of failing")
-
-    def read(self, path, options):
-        sentences = read_conll(path, strict=not options.get("repair_bio"))
+    def read(self, path, settings=None):
+        """Sentences {"tokens", "tags", "_line", "_file"}; a tag that breaks the scheme fails with file:line."""
+        s = self.settings(overrides=settings)
+        sentences = read_conll(path, strict=not s.repair_bio, scheme=s.tag_scheme)
         if not sentences:
             raise DataError(f"{path}: no sentences found")
         for sentence in sentences:
             sentence["_file"] = path
         return sentences
 
-    def model_kwargs(self, examples, options):
-        labels = _labels_option(options) or infer_labels(sentence["tags"] for sentence in examples)
-        return {"labels": labels}
+    def model_kwargs(self, examples, settings=None):
+        s = self.settings(overrides=settings)
+        return {"labels": check_labels(s.labels or infer_labels(sentence["tags"] for sentence in examples))}
 
     def tag_ids(self, examples, labels):
         """Tag names -> ids of `labels`; an unknown tag fails with its file and line."""
@@ -72,16 +55,21 @@ class NerTask(Task):
             ids.append(row)
         return ids
 
-    def dataset(self, model, tokenizer, examples, batch_size, max_length, shuffle=False, seed=None):
+    def dataset(self, model, tokenizer, examples, settings=None, batch_size=32, shuffle=False, seed=None):
+        s = self.settings(model, settings)
         return ner_dataset(tokenizer, [sentence["tokens"] for sentence in examples],
-                           self.tag_ids(examples, model.labels), batch_size, max_length=max_length,
+                           self.tag_ids(examples, model.labels), batch_size, max_length=s.max_length,
                            shuffle=shuffle, seed=seed)
 
-    def evaluate(self, model, examples, max_length, batch_size):
-        """seqeval-style entity-level micro precision/recall/F1 (+ per type) over words."""
+    def serving_module(self, model, tokenizer, settings=None):
+        return processing.serving_module(model, tokenizer, self.settings(model, settings))
+
+    def evaluate(self, model, examples, settings=None, batch_size=32):
+        """seqeval-style entity-level micro precision/recall/F1 (+ per type) and word accuracy, on the
+        word tags the postprocessor gives."""
         gold = [sentence["tags"] for sentence in examples]
-        predicted = model.tag_words([sentence["tokens"] for sentence in examples], max_length=max_length,
-                                    batch_size=batch_size)
+        predicted = processing.tag_words(model, [sentence["tokens"] for sentence in examples],
+                                         self.settings(model, settings), batch_size)
         scores = entity_scores(gold, predicted)
         words = sum(len(tags) for tags in gold)
         correct = sum(g == p for gold_tags, predicted_tags in zip(gold, predicted)
@@ -94,10 +82,11 @@ class NerTask(Task):
                 metrics[f"{entity_type}_{name}"] = float(values[name])
         return metrics
 
-    def predict(self, model, inputs, max_length, batch_size):
+    def predict(self, model, inputs, settings=None, batch_size=32):
         """Strings -> {"text", "words": [{"text", "start", "end", "tag"}], "entities": [{"text", "label",
         "start", "end"}]} with character offsets; {"tokens": [...]} (pre-split) -> {"tokens", "tags"}."""
         inputs = [inputs] if isinstance(inputs, (str, dict)) else list(inputs)
+        s = self.settings(model, settings)
         texts, split, kinds = [], [], []
         for number, item in enumerate(inputs, start=1):
             if isinstance(item, dict) and isinstance(item.get("text"), str):
@@ -111,8 +100,8 @@ class NerTask(Task):
                 raise ValueError(f"input {number}: expected a string, {{'text': ...}} or {{'tokens': [...]}}, "
                                  f"got {item!r:.80}")
             kinds.append(isinstance(item, str))
-        by_text = iter(model.extract_entities(texts, max_length=max_length, batch_size=batch_size) if texts else [])
-        by_tokens = iter(model.tag_words(split, max_length=max_length, batch_size=batch_size) if split else [])
+        by_text = iter(processing.extract_entities(model, texts, s, batch_size) if texts else [])
+        by_tokens = iter(processing.tag_words(model, split, s, batch_size) if split else [])
         results = []
         text_rows, token_rows = iter(texts), iter(split)
         for is_text in kinds:

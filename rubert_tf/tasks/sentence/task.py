@@ -19,11 +19,11 @@ import tensorflow as tf
 from keras import ops
 
 from rubert_tf.data.readers import DataError, read_table
-from rubert_tf.data.sentence import pair_dataset, text_dataset
-from rubert_tf.models.sentence_encoder import POOLINGS, RuBertSentenceEncoder
+from rubert_tf.data.sentence import pair_dataset
+from rubert_tf.models.sentence_encoder import RuBertSentenceEncoder
 from rubert_tf.tasks.base import Task
-
-DEFAULT_SCALE = 20.0  # sentence-transformers' default: cosine / 0.05
+from rubert_tf.tasks.sentence import processing
+from rubert_tf.tasks.sentence.settings import DEFAULT_SCALE, SentenceSettings
 
 
 @keras.saving.register_keras_serializable(package="rubert_tf")
@@ -100,31 +100,12 @@ def _unit(x):
 class SentenceEmbeddingTask(Task):
     name = "sentence"
     model_class = RuBertSentenceEncoder
+    settings_class = SentenceSettings
 
-    def __init__(self):
-        self.options = {}
-
-    @staticmethod
-    def add_arguments(parser):
-        parser.add_argument("--text-column", dest="text_column", default="text",
-                            help="column of the anchor text (default: text)")
-        parser.add_argument("--text-pair-column", dest="text_pair_column", default="text_pair",
-                            help="column of its positive (paraphrase, translation, answer; default: text_pair)")
-        parser.add_argument("--pooling", choices=POOLINGS, default=None,
-                            help="mean or cls pooling (default: the checkpoint's, else mean)")
-        parser.add_argument("--scale", type=float, default=DEFAULT_SCALE,
-                            help="cosine -> logit scale of the in-batch-negatives loss (default: 20)")
-        parser.add_argument("--symmetric-loss", dest="symmetric_loss", action="store_true",
-                            help="also rank anchors for each positive")
-
-    def _remember(self, options):
-        self.options = {**self.options, **{key: value for key, value in (options or {}).items() if value is not None}}
-
-    def read(self, path, options):
+    def read(self, path, settings=None):
         """[{"text", "text_pair", "_line"}]; an empty text fails with the file and line."""
-        self._remember(options)
-        columns = {"text": self.options.get("text_column", "text"),
-                   "text_pair": self.options.get("text_pair_column", "text_pair")}
+        s = self.settings(overrides=settings)
+        columns = {"text": s.text_column, "text_pair": s.text_pair_column}
         rows = read_table(path, columns)  # also `tfds:NAME[:SPLIT]`
         for row in rows:
             for field in ("text", "text_pair"):
@@ -136,41 +117,34 @@ class SentenceEmbeddingTask(Task):
                     raise DataError(f"{path}:{row['_line']}: empty text in column {columns[field]!r}")
         return rows
 
-    def model_kwargs(self, examples, options):
-        self._remember(options)
-        pooling = self.options.get("pooling")
-        if pooling is not None and pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        return {"pooling": pooling} if pooling else {}
+    def model_kwargs(self, examples, settings=None):
+        s = self.settings(overrides=settings)
+        return {"pooling": s.pooling} if s.pooling else {}
 
-    def dataset(self, model, tokenizer, examples, batch_size, max_length, shuffle=False, seed=None):
+    def dataset(self, model, tokenizer, examples, settings=None, batch_size=32, shuffle=False, seed=None):
+        s = self.settings(model, settings)
         return pair_dataset(tokenizer, [row["text"] for row in examples], [row["text_pair"] for row in examples],
-                            batch_size, max_length=max_length, shuffle=shuffle, seed=seed)
+                            batch_size, max_length=s.max_length, shuffle=shuffle, seed=seed)
 
-    def loss(self, model):
-        return MultipleNegativesRankingLoss(scale=self.options.get("scale", DEFAULT_SCALE),
-                                            symmetric=self.options.get("symmetric_loss", False))
+    def loss(self, model, settings=None):
+        s = self.settings(model, settings)
+        return MultipleNegativesRankingLoss(scale=s.scale, symmetric=s.symmetric_loss)
 
-    def embed(self, model, texts, max_length, batch_size):
-        """np.ndarray [N, H] of embeddings of `texts`, batched by a tf.data pipeline.
+    def serving_module(self, model, tokenizer, settings=None):
+        return processing.serving_module(model, tokenizer, self.settings(model, settings))
 
-        One tf.function with relaxed shapes rather than `model.predict`: predict would XLA-compile
-        anew for every padded batch width (Keras 3's jit_compile="auto"), which costs more than it saves here.
-        """
-        tokenizer = model._require_tokenizer()
-        data = text_dataset(tokenizer, texts, batch_size, max_length=max_length)
-        spec = {key: tf.TensorSpec([None, None], tf.int32) for key in data.element_spec}
-        embed = tf.function(lambda features: model(features, training=False)["embedding"], input_signature=[spec])
-        chunks = [embed(features).numpy() for features in data]
-        return np.concatenate(chunks) if chunks else np.zeros((0, model.config.hidden_size), "float32")
+    def embed(self, model, texts, settings=None, batch_size=32):
+        """np.ndarray [N, H] of embeddings of `texts`, from the serving module."""
+        s = self.settings(model, settings)
+        return processing.encode(model, list(texts), max_length=s.max_length, batch_size=batch_size)
 
-    def evaluate(self, model, examples, max_length, batch_size):
+    def evaluate(self, model, examples, settings=None, batch_size=32):
         anchors = [row["text"] for row in examples]
         positives = [row["text_pair"] for row in examples]
-        embeddings = self.embed(model, anchors + positives, max_length, batch_size)
+        embeddings = self.embed(model, anchors + positives, settings, batch_size)
         return retrieval_scores(embeddings[:len(anchors)], embeddings[len(anchors):], positives)
 
-    def predict(self, model, inputs, max_length, batch_size):
+    def predict(self, model, inputs, settings=None, batch_size=32):
         """Strings -> {"text", "embedding": [...]}; a dict {"text", "text_pair"} adds
         "embedding_pair" and their "cosine"."""
         texts, pairs = [], []
@@ -189,7 +163,7 @@ class SentenceEmbeddingTask(Task):
             else:
                 raise ValueError(f"input {number}: expected a string or a dict, got {type(item).__name__}")
         unique = sorted(set(texts) | {pair for pair in pairs if pair is not None})
-        vectors = dict(zip(unique, self.embed(model, unique, max_length, batch_size)))
+        vectors = dict(zip(unique, self.embed(model, unique, settings, batch_size)))
         results = []
         for text, pair in zip(texts, pairs):
             result = {"text": text, "embedding": [float(v) for v in vectors[text]]}

@@ -7,7 +7,7 @@ in batches by the in-graph tokenizer inside a parallel tf.data map, and packed s
 they fill; memory use does not grow with the corpus. Documents are blank-line-separated blocks of lines
 (default) or single lines (`one_document_per_line`).
 
-Packing (the record format is in rubert_tf/data/pretraining.py):
+Packing (the record format, and its reader, are in rubert_tf/data/pretraining.py):
 - "documents" (default, RoBERTa's FULL-SENTENCES): [CLS] doc1 [SEP] doc2 [SEP] ... [SEP], filled to
   `max_length` (max_length - 1 when a document ends one token short: no "[SEP] [SEP]"), a long document
   continuing in the next record; every token of the corpus is used.
