@@ -95,7 +95,7 @@ def run_task(name, args, model, work):
     steps_per_epoch = min(math.ceil(args.steps / epochs), math.ceil(train_size / args.batch_size))
     epochs = math.ceil(args.steps / steps_per_epoch)
     started = time.time()
-    metrics = finetune(task, model=model, train=train, eval=evaluation, out=os.path.join(work, name), options=options,
+    metrics = finetune(task, overwrite=True, model=model, train=train, eval=evaluation, out=os.path.join(work, name), options=options,
                        epochs=epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        max_length=args.max_length, mixed_precision=args.mixed_precision, seed=args.seed,
                        max_steps=steps_per_epoch, verbose=2 if args.verbose else 0)

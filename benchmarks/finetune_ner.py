@@ -71,7 +71,7 @@ def main(argv=None):
     print(f"data: {args.data}: {n_train} train / {n_test} test sentences; model: {model}", flush=True)
 
     started = time.time()
-    metrics = finetune("ner", model=model, train=train, eval=test, out=out, options={"repair_bio": True},
+    metrics = finetune("ner", overwrite=True, model=model, train=train, eval=test, out=out, options={"repair_bio": True},
                        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        max_length=args.max_length, mixed_precision=args.mixed_precision, seed=args.seed,
                        max_steps=args.max_steps, verbose=2)

@@ -65,7 +65,7 @@ def main(argv=None):
     model = args.model or random_tiny2(os.path.join(work, "random-tiny2"))
     files = split_xquad(args.data, args.train_articles, work)
     started = time.time()
-    metrics = finetune("qa", model=model, train=files["train"], eval=files["test"], out=args.out or os.path.join(work, "qa"),
+    metrics = finetune("qa", overwrite=True, model=model, train=files["train"], eval=files["test"], out=args.out or os.path.join(work, "qa"),
                        options={"stride": args.stride}, epochs=args.epochs, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, max_length=args.max_length, max_steps=args.max_steps,
                        verbose=2)

@@ -124,7 +124,7 @@ def main(argv=None):
         per_epoch = min(batches, math.ceil(args.steps / epochs))
         options = {"max_source_length": args.max_length, "max_target_length": args.max_length,
                    "num_beams": args.num_beams, "label_smoothing": args.label_smoothing}
-        metrics = finetune("seq2seq", model=model, train=paths["train"], eval=paths["eval"],
+        metrics = finetune("seq2seq", overwrite=True, model=model, train=paths["train"], eval=paths["eval"],
                            out=os.path.join(work, "out"), options=options, epochs=epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, max_length=args.max_length,
                            max_steps=per_epoch, seed=args.seed, verbose=0)

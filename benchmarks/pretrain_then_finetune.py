@@ -205,7 +205,7 @@ def main(argv=None):
             mlm = json.load(f)
         print(f"reusing {pretrained_dir} ({mlm['steps']} pretraining steps) and {random_dir}", flush=True)
     else:
-        mlm = pretrain(train=corpora["train"], eval=corpora["heldout"], out=pretrained_dir,
+        mlm = pretrain(overwrite=True, train=corpora["train"], eval=corpora["heldout"], out=pretrained_dir,
                        config="cointegrated/rubert-tiny2", vocab=vocab, overrides=overrides,
                        max_length=args.max_length, batch_size=args.pretrain_batch_size, steps=args.pretrain_steps,
                        learning_rate=args.pretrain_learning_rate, warmup_ratio=0.05,
@@ -248,7 +248,7 @@ def finetune_one(args, task, init, model, train, test, work, seed):
         print(f"reusing {out}", flush=True)
     else:
         print(f"fine-tuning {task} from {init}, seed {seed} ...", flush=True)
-        metrics = finetune("classification", model=model, train=train, eval=test, out=out,
+        metrics = finetune("classification", overwrite=True, model=model, train=train, eval=test, out=out,
                            options=TASKS[task]["options"], epochs=args.finetune_epochs,
                            batch_size=args.finetune_batch_size, learning_rate=args.finetune_learning_rate,
                            max_length=args.max_length, mixed_precision=args.mixed_precision, seed=seed,

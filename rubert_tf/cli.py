@@ -145,7 +145,7 @@ def command_finetune(args):
             strategy=args.strategy, num_logical_cpus=args.num_logical_cpus, grad_accum=args.grad_accum,
             resume=args.resume, backup_every=args.backup_every or None, checkpoint_every=args.checkpoint_every,
             class_weight=args.class_weight, sparse_embedding_updates=args.sparse_embedding_updates,
-            **({"overwrite": True} if args.overwrite else {}))
+            overwrite=args.overwrite)
     except FileExistsError as error:  # an interrupted run's backup without --resume, or a model in --out
         print(f"rubert-tf finetune: error: {error}", file=sys.stderr)
         return 2
@@ -356,7 +356,7 @@ def command_pretrain(args):
             sentence_order=args.sentence_order, max_predictions=args.max_predictions, eval_steps=args.eval_steps,
             checkpoint_every=args.checkpoint_every, backup_every=args.backup_every, strategy=args.strategy,
             num_logical_cpus=args.num_logical_cpus, mixed_precision=args.mixed_precision, resume=args.resume,
-            seed=args.seed, log_dir=args.log_dir, verbose=0 if args.no_progress else 1)
+            seed=args.seed, log_dir=args.log_dir, verbose=0 if args.no_progress else 1, overwrite=args.overwrite)
     except FileExistsError as error:  # an interrupted run's backup without --resume
         print(f"rubert-tf pretrain: error: {error}", file=sys.stderr)
         return 2
@@ -414,6 +414,8 @@ def _add_pretraining_commands(commands):
     pre.add_argument("--mixed-precision", choices=["bf16", "fp16"])
     pre.add_argument("--resume", action="store_true",
                      help="continue an interrupted run from its backup in --out (at the exact step)")
+    pre.add_argument("--overwrite", action="store_true",
+                     help="replace a model already in --out (without it such a folder is refused)")
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--log-dir", help="TensorBoard folder (default OUT/logs)")
     pre.add_argument("--no-progress", action="store_true")

@@ -167,7 +167,7 @@ sentence pairs (`text_pair_column`) use the same call.""") + common() + [
     ("md", "## Fine-tune\nThe same as `rubert-tf finetune classification --model MODEL --train ... --eval ... --out ...`."),
     ("code", '''from rubert_tf.finetune import finetune
 
-metrics = finetune("classification", model=MODEL, train=TRAIN, eval=EVAL, out="models/sentiment",
+metrics = finetune("classification", model=MODEL, train=TRAIN, eval=EVAL, out="models/sentiment", overwrite=True,
                    epochs=1 if SMALL else 5, batch_size=4 if SMALL else 16, learning_rate=5e-5, max_length=64,
                    mixed_precision="fp16" if GPUS else None, verbose=0 if SMALL else 1)
 print({key: value for key, value in metrics.items() if isinstance(value, (int, float))})
@@ -225,7 +225,7 @@ entities with character offsets in the original string.""") + common() + [
     ("md", "## Fine-tune\nThe same as `rubert-tf finetune ner --model MODEL --train ner_train.bio --eval ner_dev.bio --out models/ner`."),
     ("code", '''from rubert_tf.finetune import finetune
 
-metrics = finetune("ner", model=MODEL, train=TRAIN, eval=EVAL, out="models/ner", epochs=1 if SMALL else 10,
+metrics = finetune("ner", model=MODEL, train=TRAIN, eval=EVAL, out="models/ner", overwrite=True, epochs=1 if SMALL else 10,
                    batch_size=2 if SMALL else 8, learning_rate=5e-5, max_length=64, verbose=0 if SMALL else 1)
 print({key: round(value, 3) for key, value in metrics.items() if key in ("precision", "recall", "f1", "word_accuracy")})
 '''),
@@ -271,7 +271,7 @@ its character offsets. SQuAD v2 (`version_2_with_negative`) may answer "".""") +
     ("md", "## Fine-tune\nThe same as `rubert-tf finetune qa --model MODEL --train qa_train.json --eval qa_dev.json --out models/qa`."),
     ("code", '''from rubert_tf.finetune import finetune
 
-metrics = finetune("qa", model=MODEL, train=TRAIN, eval=EVAL, out="models/qa", epochs=1 if SMALL else 20,
+metrics = finetune("qa", model=MODEL, train=TRAIN, eval=EVAL, out="models/qa", overwrite=True, epochs=1 if SMALL else 20,
                    batch_size=2 if SMALL else 4, learning_rate=5e-5 if SMALL else 1e-4, max_length=64,
                    options={"stride": 16}, verbose=0 if SMALL else 1)
 print({key: round(value, 3) for key, value in metrics.items() if key in ("exact_match", "f1")})
@@ -303,7 +303,7 @@ info = prepare_corpus([corpus], "shards", tokenizer, max_length=32 if SMALL else
 print({key: info[key] for key in ("num_documents", "num_sequences", "num_tokens", "shards")})
 '''),
     ("md", '## Pretrain\n`model=` continues a checkpoint; `config="cointegrated/rubert-tiny2"` with `vocab=` starts from scratch.'),
-    ("code", '''metrics = pretrain(train="shards", eval=None if SMALL else "shards", out="models/domain-mlm", model=MODEL,
+    ("code", '''metrics = pretrain(train="shards", eval=None if SMALL else "shards", out="models/domain-mlm", model=MODEL, overwrite=True,
                    steps=4 if SMALL else 200, batch_size=8 if SMALL else 32, checkpoint_every=2 if SMALL else 100,
                    learning_rate=1e-4, whole_word=True, mixed_precision="fp16" if GPUS else None,
                    verbose=0 if SMALL else 1)
@@ -349,7 +349,7 @@ devices, so the mirrored path runs anywhere.""") + [
     ("code", INSTALL), ("code", NB07_DEVICES), ("code", tiny()),
     ("md", "## MirroredStrategy with `model.fit`"),
     ("code", '''from rubert_tf.data.classification import classification_dataset
-from rubert_tf.training import create_optimizer
+from rubert_tf.training import create_optimizer, keras_fixes
 
 texts = ["Отличный фильм!", "Скучно.", "Прекрасная игра.", "Зря потратил вечер.", "Чудесно!", "Ужасно."] * 2
 labels = [1, 0, 1, 0, 1, 0] * 2
@@ -359,7 +359,9 @@ with strategy.scope():
     model = rt.RuBertClassifier.from_pretrained(MODEL, labels=["negative", "positive"])
     model.compile(optimizer=create_optimizer(5e-5, total_steps=steps), loss=model.default_loss(), jit_compile=False)
 data = classification_dataset(model.tokenizer, texts, labels=labels, batch_size=batch_size, shuffle=True, seed=0)
-history = model.fit(data.repeat(), steps_per_epoch=steps, epochs=1, verbose=0 if SMALL else 1)
+# Keras 3 clips each replica's gradients before they are summed; keras_fixes sums first (and restores Keras after).
+with keras_fixes.fixes_for(strategy):
+    history = model.fit(data.repeat(), steps_per_epoch=steps, epochs=1, verbose=0 if SMALL else 1)
 print("global batch", batch_size, "| loss", history.history["loss"])
 '''),
     ("md", """\
@@ -369,8 +371,8 @@ The runners take the same choice: `finetune(..., strategy="mirrored")`, `pretrai
 ## Multi-worker
 Every machine runs the same program with its own `TF_CONFIG`; worker 0 is the chief (it writes the model,
 the others write their backups under `OUT/workers/`). Keras 3's `fit` fails under
-`MultiWorkerMirroredStrategy` with two workers (keras-team/keras#20585); `create_strategy("multi_worker")`
-installs rubert_tf's compatibility layer. On two machines:
+`MultiWorkerMirroredStrategy` with two workers (keras-team/keras#20585); `keras_fixes.fixes_for(strategy)`
+switches on rubert_tf's compatibility layer around `fit` (the runners `finetune` / `pretrain` do it for you). On two machines:
 ```bash
 export TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 rubert-tf pretrain --strategy multi_worker --train gs://bucket/shards --model DeepPavlov/rubert-base-cased --out gs://bucket/out --steps 100000
@@ -382,7 +384,7 @@ import socket
 
 WORKER = """
 import json, os, sys
-from rubert_tf.training import create_strategy, create_optimizer
+from rubert_tf.training import create_strategy, create_optimizer, keras_fixes
 strategy = create_strategy("multi_worker")   # reads TF_CONFIG
 import rubert_tf as rt
 from rubert_tf.data.classification import classification_dataset
@@ -390,7 +392,8 @@ with strategy.scope():
     model = rt.RuBertClassifier.from_pretrained(sys.argv[1], labels=["negative", "positive"])
     model.compile(optimizer=create_optimizer(5e-5, total_steps=4), loss=model.default_loss(), jit_compile=False)
 data = classification_dataset(model.tokenizer, ["Отлично", "Плохо"] * 8, labels=[1, 0] * 8, batch_size=4)
-history = model.fit(data.repeat(), steps_per_epoch=4, epochs=1, verbose=0)
+with keras_fixes.fixes_for(strategy):   # keras-team/keras#20585
+    history = model.fit(data.repeat(), steps_per_epoch=4, epochs=1, verbose=0)
 print(json.dumps({"worker": json.loads(os.environ["TF_CONFIG"])["task"]["index"], "replicas": strategy.num_replicas_in_sync,
                   "loss": history.history["loss"][-1]}))
 """
