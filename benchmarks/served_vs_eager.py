@@ -55,7 +55,7 @@ def classification(tokenizer, rows, work):
 
 
 def ner(tokenizer, rows, work):
-    sentences = read_conll(os.path.join(DATA, "factrueval2016", "dev.bio"))[:rows]
+    sentences = read_conll(os.path.join(DATA, "factrueval2016", "dev.bio"), strict=False)[:rows]
     texts = [" ".join(s["tokens"]) for s in sentences]
     labels = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "LOC", "ORG"]  # IOBES and bare tags mixed
     model = rt.RuBertTokenClassifier(tiny_config(tokenizer), labels=labels)

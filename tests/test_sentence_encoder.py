@@ -305,3 +305,23 @@ def test_sentence_task_reads_tfds_translation_pairs():
                                             {"text_column": "ru", "text_pair_column": "en"})
     assert len(rows) == 4 and [r["_line"] for r in rows] == [1, 2, 3, 4]
     assert all(isinstance(r["text"], str) and isinstance(r["text_pair"], str) for r in rows)
+
+
+def test_served_embeddings_equal_encode_on_real_sentences(tiny_checkpoint, tmp_path):
+    """The exported SavedModel (loaded as TF Serving would) and `encode` run the same graph: on 64 real
+    NTREX sentences, fine-tuning's stored max_length applies to both, and the vectors are equal."""
+    import tensorflow as tf
+
+    import rubert_tf as rt
+
+    texts, _ = ntrex_pairs(64)
+    model = RuBertSentenceEncoder.from_pretrained(tiny_checkpoint)
+    model.config.extra["task_settings"] = {"task": "sentence", "max_length": 16}  # as finetune stores it
+    path = rt.export(model, base_path=str(tmp_path / "sentences"), warmup=False)
+    served = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(texts))["embedding"].numpy()
+    eager = model.encode(texts, batch_size=len(texts))
+    difference = float(np.abs(served - eager).max())
+    print(f"\nsentence served vs eager on {len(texts)} NTREX sentences: max |d| = {difference:.2e}")
+    assert served.shape == eager.shape and difference == 0.0
+    # max_length 16 really applies: a model told 512 embeds these long sentences differently.
+    assert np.abs(model.encode(texts[:4], max_length=512) - eager[:4]).max() > 1e-3
