@@ -7,6 +7,7 @@ import re
 import sys
 import tempfile
 
+from rubert_tf.tasks.settings import INFERENCE, TRAIN  # pure Python: no TensorFlow for --help
 
 # TensorFlow's C++ start-up lines that say nothing a user can act on (no GPU here, CPU features,
 # oneDNN on): kept out of the terminal unless --verbose. Anything else on stderr is shown.
@@ -195,11 +196,11 @@ def command_export(args):
 # What each task command shows of the task's settings: fine-tuning and scoring read data files
 # (columns, label names, ...); predict and export only need what answering raw text needs.
 _TASK_COMMANDS = {
-    "finetune": ("fine-tune a checkpoint on a task (model.fit, default recipe)", command_finetune, ("train", "inference")),
+    "finetune": ("fine-tune a checkpoint on a task (model.fit, default recipe)", command_finetune, (TRAIN, INFERENCE)),
     "evaluate": ("score a fine-tuned model on labelled data (its stored settings apply)", command_evaluate,
-                 ("train", "inference")),
-    "predict": ("run a fine-tuned model on raw text (args or stdin), JSON lines", command_predict, ("inference",)),
-    "export": ("write a SavedModel (text in, answers out) for TF Serving", command_export, ("inference",)),
+                 (TRAIN, INFERENCE)),
+    "predict": ("run a fine-tuned model on raw text (args or stdin), JSON lines", command_predict, (INFERENCE,)),
+    "export": ("write a SavedModel (text in, answers out) for TF Serving", command_export, (INFERENCE,)),
 }
 _TASK_HELP = {
     "classification": "text (or text pair) -> label(s)",

@@ -5,6 +5,7 @@ The same object answers eager calls (`module("serving_default", text=[...])`) an
 model answers exactly as the Python API does.
 """
 
+import json
 import os
 import tempfile
 
@@ -59,9 +60,12 @@ def label_table(labels):
     return tf.lookup.StaticHashTable(initializer, default_value="")
 
 
-def cached_module(model, key, build):
-    """One TaskModule per (model, settings) in a process: tracing the graph once, not per call."""
+def cached_module(model, tokenizer, settings, build, variant=None):
+    """`build(model, tokenizer, settings)`, one per (model, tokenizer, settings, variant) in a process:
+    the graph is traced once, not per call. `variant` tells apart modules of the same settings (NER's
+    text and words modules, a seq2seq search), and must be JSON-serialisable."""
+    key = (id(tokenizer), json.dumps([settings.to_dict(), variant], sort_keys=True))
     cache = model.__dict__.setdefault("_rubert_task_modules", {})
     if key not in cache:
-        cache[key] = build()
+        cache[key] = build(model, tokenizer, settings)
     return cache[key]

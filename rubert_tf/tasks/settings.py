@@ -51,6 +51,14 @@ def comma_list(text):
     return names
 
 
+def label_list(value):
+    """--labels: "a,b,c" or a list -> ["a", "b", "c"] (None stays None); errors say it is about labels."""
+    try:
+        return comma_list(value)
+    except ValueError as error:
+        raise ValueError(f"labels: {error}") from None
+
+
 def _base_type(annotation):
     """int / float / str / bool / list / dict of a field annotation such as `typing.Optional[int]`."""
     if isinstance(annotation, str):  # `from __future__ import annotations` style

@@ -8,8 +8,6 @@ and `label` (the most probable label), and for multi-label models `selected` [B,
 labels at or above the threshold.
 """
 
-import json
-
 import tensorflow as tf
 
 from rubert_tf.tasks.module import TaskModule, cached_module, label_table
@@ -59,8 +57,7 @@ def serving_module(model, tokenizer, settings):
 
 def module_for(model, settings):
     """The model's serving module for these settings, built once per process."""
-    key = json.dumps(settings.to_dict(), sort_keys=True)
-    return cached_module(model, key, lambda: serving_module(model, model._require_tokenizer(), settings))
+    return cached_module(model, model._require_tokenizer(), settings, serving_module)
 
 
 def run(model, settings, texts, text_pairs=None, batch_size=32):

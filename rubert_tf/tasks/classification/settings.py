@@ -4,15 +4,7 @@ pairs, how raw labels were named, its length and (multi-label) threshold."""
 import dataclasses
 from typing import Optional
 
-from rubert_tf.tasks.settings import INFERENCE, TRAIN, TaskSettings, comma_list, setting
-
-
-def label_list(value):
-    """--labels: "a,b,c" or a list -> ["a", "b", "c"] (None stays None)."""
-    try:
-        return comma_list(value)
-    except ValueError as error:
-        raise ValueError(f"labels: {error}") from None
+from rubert_tf.tasks.settings import TRAIN, TaskSettings, label_list, setting
 
 
 def parse_label_map(value):
@@ -85,6 +77,3 @@ class ClassificationSettings(TaskSettings):
         if name == "multi_label" and bool(stored) != bool(value):
             raise ValueError(f"this model was fine-tuned with multi_label={bool(stored)}; it cannot be used "
                              f"with multi_label={bool(value)}")
-
-
-INFERENCE_FIELDS = [f.name for f in dataclasses.fields(ClassificationSettings) if f.metadata["stage"] == INFERENCE]

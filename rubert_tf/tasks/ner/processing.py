@@ -180,10 +180,8 @@ def words_module(model, tokenizer, settings):
 
 
 def _module_for(model, settings, build, kind):
-    """One module per (model, tokenizer, max_length) in a process: the graph is traced once, not per call.
-    (max_length is the only setting the graph reads; the others are about reading training files.)"""
-    tokenizer = model._require_tokenizer()
-    return cached_module(model, (kind, id(tokenizer), settings.max_length), lambda: build(model, tokenizer, settings))
+    """The text or the words module of this model and settings, traced once per process."""
+    return cached_module(model, model._require_tokenizer(), settings, build, variant=kind)
 
 
 def _resolve(model, settings):

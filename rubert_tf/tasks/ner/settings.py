@@ -4,17 +4,9 @@ import dataclasses
 from typing import Optional
 
 from rubert_tf.tasks.ner.tags import check_labels
-from rubert_tf.tasks.settings import INFERENCE, TRAIN, TaskSettings, comma_list, setting
+from rubert_tf.tasks.settings import INFERENCE, TRAIN, TaskSettings, label_list, setting
 
 TAG_SCHEMES = ("auto", "iob2", "iob1", "iobes", "bare")  # as rubert_tf.data.readers.read_conll takes them
-
-
-def label_list(value):
-    """--labels: "O,B-PER,I-PER" or a list -> ["O", "B-PER", "I-PER"] (None stays None)."""
-    try:
-        return comma_list(value)
-    except ValueError as error:
-        raise ValueError(f"labels: {error}") from None
 
 
 @dataclasses.dataclass

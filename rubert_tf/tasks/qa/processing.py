@@ -9,8 +9,6 @@ Outputs per question: see rubert_tf.tasks.qa.spans.postprocessor (answer, start,
 null_score, windows, truncated).
 """
 
-import json
-
 import numpy as np
 import tensorflow as tf
 
@@ -38,8 +36,7 @@ def serving_module(model, tokenizer, settings):
 
 def module_for(model, settings):
     """The model's serving module for these settings, built (and traced) once per process."""
-    key = json.dumps(settings.to_dict(), sort_keys=True)
-    return cached_module(model, key, lambda: serving_module(model, model._require_tokenizer(), settings))
+    return cached_module(model, model._require_tokenizer(), settings, serving_module)
 
 
 def run(model, settings, questions, contexts, batch_size=16):

@@ -4,8 +4,6 @@ Output per text: `embedding` [B, H] float32 (the sentence encoder's pooled, norm
 plain RuBertEncoder gives its pooled [CLS] output).
 """
 
-import json
-
 import numpy as np
 import tensorflow as tf
 
@@ -32,8 +30,7 @@ def encode(model, texts, max_length=None, batch_size=32):
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
     settings = SentenceSettings.resolve(model, {"max_length": max_length})
-    key = json.dumps(settings.to_dict(), sort_keys=True)
-    module = cached_module(model, key, lambda: serving_module(model, model._require_tokenizer(), settings))
+    module = cached_module(model, model._require_tokenizer(), settings, serving_module)
     chunks = [module("serving_default", text=texts[start:start + batch_size])["embedding"]
               for start in range(0, len(texts), batch_size)]
     hidden = model.config.hidden_size

@@ -2,12 +2,9 @@
 the key/value cache) and detokenize. `generate` (greedy / beam) runs this module and export saves it;
 sampling is not part of it, since a served model should answer the same request the same way."""
 
-import json
+import tensorflow as tf
 
 from rubert_tf.tasks.module import TaskModule, cached_module
-
-SEARCH_KEYS = ("num_beams", "length_penalty", "no_repeat_ngram_size", "max_length", "min_length",
-               "early_stopping", "use_cache")
 
 
 def generation_config(model, settings, overrides=None):
@@ -27,8 +24,6 @@ def serving_module(model, tokenizer, settings, generation=None):
     """TaskModule with "serving_default": `text` -> `output`."""
     from rubert_tf.models.generation import GenerationConfig
 
-    import tensorflow as tf
-
     config = GenerationConfig(**generation_config(model, settings, generation))
     if config.do_sample:
         raise ValueError("do_sample=True is not supported in a serving signature; use greedy or beam search")
@@ -47,8 +42,9 @@ def serving_module(model, tokenizer, settings, generation=None):
 
 def generate(model, texts, settings, batch_size=32, generation=None):
     """Generated strings for `texts` through the serving module (greedy or beam search)."""
-    key = json.dumps([settings.to_dict(), generation_config(model, settings, generation)], sort_keys=True)
-    module = cached_module(model, key, lambda: serving_module(model, model.tokenizer, settings, generation))
+    module = cached_module(model, model.tokenizer, settings,
+                           lambda model, tokenizer, settings: serving_module(model, tokenizer, settings, generation),
+                           variant=generation_config(model, settings, generation))
     outputs = []
     for start in range(0, len(texts), batch_size):
         result = module("serving_default", text=texts[start:start + batch_size])
