@@ -31,3 +31,15 @@ def tiny_checkpoint(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("tiny_checkpoint"))
     rt.RuBertEncoder(config).save_pretrained(directory, tokenizer=tokenizer)
     return directory
+
+
+@pytest.fixture
+def float32_policy():
+    """The float32 global dtype policy inside a test (another test may leave a mixed one behind), the
+    previous one restored after; modules use it with `pytestmark = pytest.mark.usefixtures("float32_policy")`."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    yield
+    keras.config.set_dtype_policy(previous)

@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 
-import keras
 import numpy as np
 import pytest
 import torch
@@ -25,13 +24,8 @@ TOLERANCE = 1e-4
 KERAS_CLASS = {"BertModel": rt.RuBertEncoder, "BertForMaskedLM": rt.RuBertForMaskedLM}
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    # Another test module may leave a mixed-precision global policy behind.
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    yield
-    keras.config.set_dtype_policy(previous)
+# float32 global policy in every test, the previous one restored after (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("float32_policy")
 
 
 def assert_parity(label, model, reference, batch):

@@ -8,12 +8,12 @@ TF_CONFIG are per process, so the pytest process and other tests are untouched.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
+from processes import free_ports, subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 400  # seconds per subprocess; a busy 2-core machine needs ~1-2 minutes
@@ -24,30 +24,11 @@ TINY = dict(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_he
 N_EXAMPLES, SEQ_LEN, GLOBAL_BATCH = 32, 8, 8
 
 
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1", PYTHONHASHSEED="0")
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
-
-
 def _run_script(args, env, timeout=TIMEOUT):
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
     assert proc.returncode == 0, f"{args[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 # --------------------------------------------------------------------------- tests (pytest side)
@@ -103,7 +84,7 @@ def test_mirrored_two_replicas_match_one_device(tmp_path):
     active clipnorm), also when the global batch is reached with gradient accumulation; and without
     rubert_tf's optimizer fixes Keras clips per replica and drifts away."""
     out = tmp_path / "mirrored.json"
-    _run_script(["mirrored", str(out)], _env())
+    _run_script(["mirrored", str(out)], subprocess_env())
     result = json.loads(out.read_text())
     print(json.dumps(result, indent=1))
     assert result["replicas"] == 2
@@ -132,14 +113,14 @@ def test_multi_worker_fit_two_workers(tmp_path):
     """Two workers on 127.0.0.1: plain Keras fit fails as keras-team/keras#20585 says (in both spots);
     with the compat layer both finish, their weights agree and equal one device's, and
     training_callbacks writes the chief's and the other worker's backups apart."""
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "worker", str(tmp_path), str(index)],
-            env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            env=subprocess_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     deadline = time.time() + TIMEOUT
     outputs = []
     try:

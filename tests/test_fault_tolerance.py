@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import pytest
+from processes import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 400
@@ -67,16 +68,9 @@ def _flat(model):
     return np.concatenate([np.ravel(w) for w in model.get_weights()])
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1", PYTHONHASHSEED="0")
-    env.pop("TF_CONFIG", None)
-    return env
-
-
 def _train_process(out_dir, result_path, sleep=0.0):
     return subprocess.Popen([sys.executable, os.path.abspath(__file__), "train", str(out_dir), str(result_path),
-                             str(sleep)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             str(sleep)], env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _finish(proc, what, timeout=TIMEOUT):

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import pytest
+from processes import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 400
@@ -74,13 +75,6 @@ def _max_diff(a, b):
     return max(float(np.abs(a[name] - b[name]).max()) for name in a)
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1", PYTHONHASHSEED="0")
-    env.pop("TF_CONFIG", None)
-    return env
-
-
 def _script(*args):
     return [sys.executable, os.path.abspath(__file__), *map(str, args)]
 
@@ -103,7 +97,7 @@ COMMON = dict(epochs=2, batch_size=8, learning_rate=3e-3, max_length=16, warmup_
 
 def test_finetune_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     out = tmp_path / "mirrored.json"
-    _finish(subprocess.Popen(_script("mirrored", tmp_path, out), env=_env(), stdout=subprocess.PIPE,
+    _finish(subprocess.Popen(_script("mirrored", tmp_path, out), env=subprocess_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True), "mirrored script")
     result = json.loads(out.read_text())
     print(json.dumps(result, indent=1))
@@ -246,9 +240,9 @@ def _cli_args(directory, out, resume=False):
 def test_finetune_killed_with_sigkill_resumes_with_resume_flag(tmp_path):
     _write_data(str(tmp_path / "data"))
     run, reference = str(tmp_path / "run"), str(tmp_path / "reference")
-    reference_proc = subprocess.Popen(_script("cli", tmp_path, reference, 0), env=_env(), stdout=subprocess.PIPE,
+    reference_proc = subprocess.Popen(_script("cli", tmp_path, reference, 0), env=subprocess_env(), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
-    victim = subprocess.Popen(_script("cli", tmp_path, run, 0.5), env=_env(), stdout=subprocess.PIPE,
+    victim = subprocess.Popen(_script("cli", tmp_path, run, 0.5), env=subprocess_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     backup = os.path.join(run, "backup", f"ckpt-{KILL_AFTER_BACKUP:09d}.json")
     step_file = os.path.join(run, "step.txt")
@@ -266,11 +260,11 @@ def test_finetune_killed_with_sigkill_resumes_with_resume_flag(tmp_path):
     assert not os.path.exists(os.path.join(run, "metrics.json"))
 
     # without --resume the interrupted run is not overwritten
-    refused = subprocess.run(_script("cli", tmp_path, run, 0, "no-resume"), env=_env(), capture_output=True,
+    refused = subprocess.run(_script("cli", tmp_path, run, 0, "no-resume"), env=subprocess_env(), capture_output=True,
                              text=True, timeout=TIMEOUT)
     assert refused.returncode == 2 and "--resume" in refused.stderr, refused.stderr[-3000:]
 
-    _, stderr = _finish(subprocess.Popen(_script("cli", tmp_path, run, 0, "resume"), env=_env(),
+    _, stderr = _finish(subprocess.Popen(_script("cli", tmp_path, run, 0, "resume"), env=subprocess_env(),
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), "resumed run")
     _finish(reference_proc, "reference run")
     resumed = json.load(open(os.path.join(run, "metrics.json")))

@@ -8,24 +8,16 @@ process. Tiny Dense models, a few steps each.
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+from processes import free_ports, subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 400
-
-
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1", PYTHONHASHSEED="0")
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
 
 
 # --------------------------------------------------------------------------- in this process
@@ -114,7 +106,7 @@ def test_canary_repeated_sparse_rows_in_keras_adam(patched):
 @pytest.fixture(scope="module")
 def mirrored_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("keras_fixes") / "mirrored.json"
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "mirrored", str(out)], env=_env(),
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "mirrored", str(out)], env=subprocess_env(),
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, f"mirrored script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return json.loads(out.read_text())
@@ -236,28 +228,17 @@ def _script_mirrored(out_path):
 
 # --------------------------------------------------------------------------- two workers (subprocesses)
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def test_canary_multi_worker_fit(tmp_path):
     """MULTI_WORKER_FIT (keras-team/keras#20585): with two workers Keras' fit fails in
     _maybe_symbolic_build, then (that spot fixed) in reduce_per_replica; with the patch both workers
     train and agree."""
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", str(tmp_path), str(index)],
-                                      env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env=subprocess_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
     deadline, outputs = time.time() + TIMEOUT, []
     try:

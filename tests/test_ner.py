@@ -53,12 +53,8 @@ HARD_SENTENCES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    yield
-    keras.config.set_dtype_policy(previous)
+# float32 global policy in every test, the previous one restored after (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("float32_policy")
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,8 @@ TOLERANCE = 1e-4
 XQUAD = os.path.join(ref.DATA, "xquad-ru", "xquad.ru.part1.json")
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    yield
-    keras.config.set_dtype_policy(previous)
+# float32 global policy in every test, the previous one restored after (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("float32_policy")
 
 
 @pytest.fixture(scope="module")

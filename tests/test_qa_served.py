@@ -23,12 +23,8 @@ XQUAD = f"{ref.DATA}/xquad-ru/xquad.ru.part1.json"
 WINDOW_KEYS = ("token_ids", "segment_ids", "padding_mask", "offsets", "context_mask", "example_index")
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    yield
-    keras.config.set_dtype_policy(previous)
+# float32 global policy in every test, the previous one restored after (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("float32_policy")
 
 
 @pytest.fixture(scope="module")
