@@ -146,7 +146,7 @@ def command_finetune(args):
             strategy=args.strategy, num_logical_cpus=args.num_logical_cpus, grad_accum=args.grad_accum,
             resume=args.resume, backup_every=args.backup_every or None, checkpoint_every=args.checkpoint_every,
             class_weight=args.class_weight, sparse_embedding_updates=args.sparse_embedding_updates,
-            overwrite=args.overwrite)
+            overwrite=args.overwrite, init=args.init, **_schedule_kwargs(args))
     except FileExistsError as error:  # an interrupted run's backup without --resume, or a model in --out
         print(f"rubert-tf finetune: error: {error}", file=sys.stderr)
         return 2
@@ -211,6 +211,28 @@ _TASK_HELP = {
 }
 
 
+# rubert_tf.training.schedules.SCHEDULES, written out: --help must not import TensorFlow (a test keeps them equal).
+LR_SCHEDULES = ("constant", "linear", "cosine", "inverse_sqrt")
+
+
+def _add_schedule_flags(parser, default, default_warmup_ratio, auto_help=""):
+    """--lr-schedule, --warmup-steps / --warmup-ratio, --min-lr-ratio (finetune and pretrain)."""
+    choices = (("auto",) if default == "auto" else ()) + LR_SCHEDULES
+    parser.add_argument("--lr-schedule", default=default, choices=choices,
+                        help="decay after the linear warmup (default: %(default)s)" + auto_help)
+    warmup = parser.add_mutually_exclusive_group()
+    warmup.add_argument("--warmup-ratio", type=float, default=default_warmup_ratio,
+                        help="warmup as a share of the optimizer steps (default: %(default)s)")
+    warmup.add_argument("--warmup-steps", type=int, help="warmup in optimizer steps (instead of --warmup-ratio)")
+    parser.add_argument("--min-lr-ratio", type=float, default=0.0,
+                        help="the rate decays to this share of the peak (default: %(default)s)")
+
+
+def _schedule_kwargs(args):
+    return {"lr_schedule": args.lr_schedule, "warmup_ratio": args.warmup_ratio, "warmup_steps": args.warmup_steps,
+            "min_lr_ratio": args.min_lr_ratio}
+
+
 def _add_common_flags(name, parser):
     parser.add_argument("--model", required=True,
                         help="checkpoint directory or hub id" if name == "finetune" else "fine-tuned model directory")
@@ -226,6 +248,11 @@ def _add_common_flags(name, parser):
                             help="replace a model already in --out (without it such a folder is refused)")
         parser.add_argument("--epochs", type=int, default=3, help="(default: %(default)s)")
         parser.add_argument("--learning-rate", type=float, default=5e-5, help="peak learning rate (default: %(default)s)")
+        _add_schedule_flags(parser, "auto", 0.1, auto_help=": linear from pretrained weights, constant with "
+                            "--init random (measured best, see rubert_tf/training/schedules.py)")
+        parser.add_argument("--init", default="pretrained", choices=["pretrained", "random"],
+                            help="pretrained: load --model's weights; random: only its architecture and vocabulary, "
+                                 "randomly initialised from --seed (default: %(default)s)")
         parser.add_argument("--max-steps", type=int, help="cap on steps per epoch (quick runs)")
         parser.add_argument("--mixed-precision", choices=["auto", "bf16", "fp16"],
                             help="auto: fp16 with loss scaling on GPU, bf16 on CPU/TPU")
@@ -352,7 +379,7 @@ def command_pretrain(args):
         metrics = pretrain(
             train=args.train, eval=args.eval or None, out=args.out, model=args.model, config=args.config,
             vocab=args.vocab, overrides=overrides, max_length=args.max_length, batch_size=args.batch_size,
-            steps=args.steps, learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio,
+            steps=args.steps, learning_rate=args.learning_rate, max_minutes=args.max_minutes, **_schedule_kwargs(args),
             weight_decay=args.weight_decay, mask_rate=args.mask_rate, whole_word=args.whole_word_masking,
             sentence_order=args.sentence_order, max_predictions=args.max_predictions, eval_steps=args.eval_steps,
             checkpoint_every=args.checkpoint_every, backup_every=args.backup_every, strategy=args.strategy,
@@ -398,8 +425,11 @@ def _add_pretraining_commands(commands):
     pre.add_argument("--max-length", type=int, help="default: the corpus' packing length")
     pre.add_argument("--batch-size", type=int, default=32, help="global batch size (default: 32)")
     pre.add_argument("--steps", type=int, default=10_000)
-    pre.add_argument("--learning-rate", type=float, default=1e-4)
-    pre.add_argument("--warmup-ratio", type=float, default=0.01)
+    pre.add_argument("--learning-rate", type=float, default=1e-4, help="peak learning rate (default: %(default)s)")
+    _add_schedule_flags(pre, "linear", 0.01)
+    pre.add_argument("--max-minutes", type=float,
+                     help="wall-clock budget: stop training after this many minutes and save the model as at the "
+                          "end (--steps still sets the schedule's length)")
     pre.add_argument("--weight-decay", type=float, default=0.01)
     pre.add_argument("--mask-rate", type=float, default=0.15)
     pre.add_argument("--whole-word-masking", action="store_true")

@@ -1,5 +1,5 @@
 """Fine-tuning, the same for all tasks: read data, build the model from a checkpoint, fit with the
-default recipe (AdamW + warmup/decay + clipping) in a rubert_tf.training.runner.TrainingRun (strategy,
+default recipe (AdamW + warmup + a decay schedule + clipping) in a rubert_tf.training.runner.TrainingRun (strategy,
 mixed precision, gradient accumulation, fault-tolerant backups, TensorBoard; pretraining shares it),
 evaluate, save. An `out` that already holds a model is refused unless `overwrite=True`.
 
@@ -19,17 +19,21 @@ import math
 import numpy as np
 
 from rubert_tf.tasks import get_task
-from rubert_tf.training import create_optimizer, enable_gradient_accumulation
+from rubert_tf.training import create_optimizer, default_schedule, enable_gradient_accumulation
+from rubert_tf.training.optimizer import check_schedule, warmup_steps_for
 from rubert_tf.training.runner import TrainingRun
 
 logger = logging.getLogger(__name__)
+
+INITS = ("pretrained", "random")
 
 
 def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_size=32, learning_rate=5e-5,
              max_length=None, warmup_ratio=0.1, weight_decay=0.01, mixed_precision=None, seed=0, max_steps=None,
              log_dir=None, verbose=1, strategy="default", num_logical_cpus=None, grad_accum=1, resume=False,
              backup_every=100, checkpoint_every=None, class_weight=None, callbacks=None,
-             sparse_embedding_updates=False, overwrite=False):
+             sparse_embedding_updates=False, overwrite=False, lr_schedule="auto", warmup_steps=None,
+             min_lr_ratio=0.0, init="pretrained"):
     """Fine-tune `model` (checkpoint dir or hub id) on `train`; returns {"train_loss_...": ..., eval metrics}.
 
     Args:
@@ -59,6 +63,13 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
       sparse_embedding_updates: update only the embedding rows of the tokens in each batch (lazy Adam,
         rubert_tf.training.AdamW(sparse_updates=True)): a faster step with a large vocabulary.
       callbacks: more Keras callbacks, after the run's own.
+      lr_schedule: "auto" (default), "constant", "linear", "cosine" or "inverse_sqrt"
+        (rubert_tf.training.schedules.WarmupDecay), after a linear warmup over `warmup_steps` optimizer
+        steps (default: `warmup_ratio` of the run), decaying to `min_lr_ratio * learning_rate`. "auto"
+        takes the measured best (rubert_tf.training.default_schedule): "linear" when the weights were
+        loaded, "constant" from random init; it logs which it took.
+      init: "pretrained" (load the checkpoint's weights) or "random" (the checkpoint's architecture and
+        vocabulary only, randomly initialised from `seed`: the baseline a pretraining is measured against).
     The fine-tuned model is written to `out` in HF layout with its tokenizer and label names, the
     metrics to `out/metrics.json`. TensorBoard logs go to `log_dir` (default `out/logs`).
     """
@@ -67,6 +78,10 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
     if max_length is not None:
         options["max_length"] = max_length
     settings = task.settings(overrides=options)  # unknown or bad settings fail here, before any work
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    schedule = default_schedule(weights_loaded=init == "pretrained") if lr_schedule == "auto" else lr_schedule
+    check_schedule(learning_rate, schedule, warmup_ratio, warmup_steps, min_lr_ratio)
     grad_accum = int(grad_accum or 1)
     if grad_accum < 1:
         raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
@@ -79,8 +94,7 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
         eval_examples = task.read(eval, settings) if eval else None
         tokenizer = RuBertTokenizer.from_pretrained(model)
         with run.scope():
-            network = task.model_class.from_pretrained(model, tokenizer=False,
-                                                       **task.model_kwargs(train_examples, settings))
+            network = _build(task, model, init, task.model_kwargs(train_examples, settings))
         network.tokenizer = tokenizer
         # The settings travel with the model (config.json): evaluate, predict and export read them back.
         settings.store(network)
@@ -99,9 +113,13 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
             logger.warning("%d steps are not a multiple of grad_accum=%d: the last %d micro-batches are not "
                            "applied", micro_steps, grad_accum, micro_steps % grad_accum)
         weights = _class_weights(class_weight, network, train_examples)
+        logger.info("learning rate: %s after %d warmup steps, peak %g, %d optimizer steps (%s)", schedule,
+                    warmup_steps_for(total_steps, warmup_ratio, warmup_steps), learning_rate, total_steps,
+                    f"lr_schedule='auto' with init={init!r}" if lr_schedule == "auto" else "lr_schedule given")
         with run.scope():
             optimizer = create_optimizer(learning_rate, total_steps, warmup_ratio, weight_decay,
-                                         sparse_updates=sparse_embedding_updates)
+                                         sparse_updates=sparse_embedding_updates, schedule=schedule,
+                                         warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
             enable_gradient_accumulation(optimizer, grad_accum)
             # No XLA: batches are padded to their own length, and XLA (Keras 3's jit_compile="auto") would
             # compile the train step again for every new width, ~10x slower than plain graph mode on CPU.
@@ -112,7 +130,8 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
                          log_dir=log_dir, callbacks=callbacks, same_stream_on_every_strategy=True,
                          class_weight=weights, verbose=verbose)
         metrics = {**fitted.metrics, "mixed_precision": run.policy, "strategy": strategy, "replicas": run.replicas,
-                   "batch_size": batch_size, "grad_accum": grad_accum,
+                   "batch_size": batch_size, "grad_accum": grad_accum, "init": init, "lr_schedule": schedule,
+                   "learning_rate": learning_rate,
                    "sparse_embedding_updates": bool(sparse_embedding_updates),
                    "optimizer_steps": int(np.asarray(network.optimizer.iterations))}  # updates, not micro-batches
         if weights is not None:
@@ -121,6 +140,17 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
             metrics.update(task.evaluate(network, eval_examples, settings, batch_size))
         run.save(network, tokenizer, metrics)
         return metrics
+
+
+def _build(task, model, init, kwargs):
+    """The task's model from the checkpoint `model`: its weights (init="pretrained") or only its
+    architecture, randomly initialised (init="random")."""
+    if init == "pretrained":
+        return task.model_class.from_pretrained(model, tokenizer=False, **kwargs)
+    from rubert_tf.config import RuBertConfig
+
+    logger.info("init='random': %s's architecture, weights randomly initialised (not loaded)", model)
+    return task.model_class(RuBertConfig.from_pretrained(model), **kwargs)
 
 
 def _class_weights(class_weight, network, examples):

@@ -4,6 +4,7 @@ globs), a short real pretraining run on ruslit, and the prepare-corpus / pretrai
 import glob
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -372,3 +373,21 @@ def test_pretraining_dataset_feeds_the_model_shapes(small_corpus):
     assert {k: tuple(v.shape) for k, v in features.items()} == {
         "token_ids": (4, 64), "segment_ids": (4, 64), "padding_mask": (4, 64), "mask_positions": (4, 10)}
     assert tuple(labels["logits"].shape) == (4, 10)
+
+
+def test_pretrain_stops_at_its_wall_clock_budget_and_saves(small_corpus, tmp_path, capsys):
+    out = tmp_path / "budget"
+    started = time.monotonic()
+    code = cli.main(["pretrain", "--train", small_corpus["train", "documents"], "--out", str(out),
+                     "--config", "cointegrated/rubert-tiny2", "--num-layers", "1", "--hidden-size", "32",
+                     "--num-heads", "2", "--intermediate-size", "64", "--batch-size", "8", "--steps", "100000",
+                     "--checkpoint-every", "100000", "--lr-schedule", "cosine", "--warmup-steps", "5",
+                     "--min-lr-ratio", "0.1", "--max-minutes", "0.05", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    metrics = json.load(open(out / "metrics.json", encoding="utf-8"))
+    assert metrics["lr_schedule"] == "cosine" and metrics["steps"] == 100000
+    assert 1 <= metrics["stopped_by_time_limit_after_steps"] < 100000
+    assert time.monotonic() - started < 120  # stopped by the budget, not by the 100,000 steps
+    assert not (out / "backup").exists()  # a finished run: nothing to resume
+    assert rt.RuBertForMaskedLM.from_pretrained(str(out)).config.num_hidden_layers == 1

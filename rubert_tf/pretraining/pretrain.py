@@ -38,6 +38,7 @@ from rubert_tf.data.pretraining import (IGNORE_LABEL, MaskedLMMasker, pretrainin
 from rubert_tf.models.masked_lm import RuBertForMaskedLM
 from rubert_tf.models.pretraining import RuBertForPreTraining
 from rubert_tf.training import create_optimizer
+from rubert_tf.training.optimizer import check_schedule
 from rubert_tf.training.metrics import MaskedAccuracy, MaskedCrossEntropy
 from rubert_tf.training.runner import TrainingRun
 
@@ -136,7 +137,8 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
              batch_size=32, steps=10_000, learning_rate=1e-4, warmup_ratio=0.01, weight_decay=0.01, mask_rate=0.15,
              whole_word=False, sentence_order=False, max_predictions=None, eval_steps=None, checkpoint_every=1000,
              backup_every=100, strategy="default", num_logical_cpus=None, mixed_precision=None, resume=False, seed=0,
-             log_dir=None, verbose=1, overwrite=False):
+             log_dir=None, verbose=1, overwrite=False, lr_schedule="linear", warmup_steps=None, min_lr_ratio=0.0,
+             max_minutes=None):
     """Masked-LM pretraining (see the module docstring). Returns the metrics (also in out/metrics.json).
 
     Args:
@@ -155,6 +157,11 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
       resume: continue an interrupted run from its backup in `out` (without it, such a backup is an error).
       overwrite: replace the model a finished run left in `out` (without it, a config.json or
         model.safetensors there is an error).
+      lr_schedule, warmup_steps (or warmup_ratio), min_lr_ratio: the learning-rate schedule over `steps`
+        (rubert_tf.training.create_optimizer): "linear" (default), "constant", "cosine", "inverse_sqrt".
+      max_minutes: a wall-clock budget for the training (evaluation before/after not counted): it stops
+        after the first step past it and saves as a finished run; metrics.json then has
+        "stopped_by_time_limit_after_steps". Choose `steps` near what fits, so the schedule ends there.
     """
     if (model is None) == (config is None):
         raise ValueError("pass exactly one of model= (a checkpoint to continue) or config= (an architecture)")
@@ -166,6 +173,9 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
     if backup_every is not None and int(backup_every) < 0:
         raise ValueError(f"backup_every must be >= 0 (0 or None: one backup per checkpoint_every epoch), got "
                          f"{backup_every}")
+    check_schedule(learning_rate, lr_schedule, warmup_ratio, warmup_steps, min_lr_ratio)
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(f"max_minutes must be positive, got {max_minutes}")
     run = TrainingRun(out, strategy=strategy, num_logical_cpus=num_logical_cpus, mixed_precision=mixed_precision,
                       seed=seed, batch_size=batch_size, resume=resume, overwrite=overwrite)
     with run:  # checks `out`, creates the strategy (first of all TF work), seed, precision, Keras patches
@@ -214,7 +224,9 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
                     from_logits=True, ignore_class=IGNORE_LABEL)
                 metrics["sop_logits"] = [MaskedAccuracy(name="accuracy", ignore_class=IGNORE_LABEL),
                                          MaskedCrossEntropy(name="xent", ignore_class=IGNORE_LABEL)]
-            network.compile(optimizer=create_optimizer(learning_rate, total_steps, warmup_ratio, weight_decay),
+            optimizer = create_optimizer(learning_rate, total_steps, warmup_ratio, weight_decay, schedule=lr_schedule,
+                                         warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
+            network.compile(optimizer=optimizer,
                             loss=losses, metrics=metrics)
 
         masker = MaskedLMMasker(tokenizer, mask_rate=mask_rate, whole_word=whole_word, max_predictions=max_predictions)
@@ -234,14 +246,17 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
         results = {"steps": total_steps, "batch_size": batch_size, "max_length": max_length,
                    "max_predictions": max_predictions, "whole_word": bool(whole_word),
                    "sentence_order": bool(sentence_order), "mixed_precision": run.policy,
+                   "lr_schedule": lr_schedule, "learning_rate": learning_rate,
                    "strategy": strategy, "replicas": run.replicas, "parameters": int(network.count_params())}
         if eval_data is not None and not resume:  # (a resumed run restores its weights inside fit)
             results["eval_before"] = _evaluate(network, eval_data)
         fitted = run.fit(network, train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
                          sequence_length=max_length, backup_every=backup_every, checkpoint_every=steps_per_epoch,
                          log_every=min(50, steps_per_epoch), log_dir=log_dir,
-                         validation_data=eval_data if epochs > 1 else None, verbose=verbose)
-        sequences = len(fitted.history.history.get("loss") or [None]) * steps_per_epoch * batch_size
+                         validation_data=eval_data if epochs > 1 else None, verbose=verbose, max_minutes=max_minutes)
+        trained_steps = fitted.metrics.get("stopped_by_time_limit_after_steps") or (
+            len(fitted.history.history.get("loss") or [None]) * steps_per_epoch)
+        sequences = trained_steps * batch_size
         results.update(fitted.metrics)
         results["sequences_per_second"] = round(sequences / max(fitted.metrics["train_seconds"], 1e-9), 1)
         if eval_data is not None:

@@ -28,6 +28,7 @@ import keras
 
 from rubert_tf.training import keras_fixes
 from rubert_tf.training.callbacks import training_callbacks
+from rubert_tf.training.time_limit import TimeLimit
 from rubert_tf.training.strategy import (MIXED_PRECISION_POLICIES, create_strategy, mixed_precision_policy,
                                          set_mixed_precision, worker_info)
 
@@ -113,7 +114,7 @@ class TrainingRun:
 
     def fit(self, model, data, epochs, steps_per_epoch, batch_size=None, sequence_length=None, backup_every=100,
             checkpoint_every=None, log_every=50, log_dir=None, callbacks=(), same_stream_on_every_strategy=False,
-            **fit_kwargs):
+            max_minutes=None, **fit_kwargs):
         """`model.fit` on the endless stream `data` (`dataset.repeat()`: one iterator for every epoch, which
         exact resume needs) with the fault-tolerance callbacks (backups every `backup_every` steps,
         kept checkpoints every `checkpoint_every`, TensorBoard every `log_every`) before `callbacks`.
@@ -121,20 +122,26 @@ class TrainingRun:
         `same_stream_on_every_strategy`: under a tf.distribute strategy Keras' fit first draws one batch
         from an iterator of its own to build the model, which moves a seeded shuffle on to its next
         permutation before training starts; with this flag one device does the same, so every strategy
-        trains on the same batches."""
+        trains on the same batches.
+
+        `max_minutes`: a wall-clock budget; training stops after the first step past it (metrics then hold
+        "stopped_by_time_limit_after_steps", the steps this call trained)."""
         run_callbacks = training_callbacks(
             self.out, backup_every_steps=backup_every, checkpoint_every_steps=checkpoint_every, resume=self.resume,
             resume_data="stream", batch_size=batch_size, sequence_length=sequence_length, log_every_steps=log_every,
             log_dir=log_dir, strategy=self.strategy)
         if same_stream_on_every_strategy and getattr(model, "_distribute_strategy", None) is None:
             next(iter(data))
+        limit = [TimeLimit(60.0 * max_minutes)] if max_minutes else []
         started = time.time()
         history = model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch,
                             shuffle=False,  # the pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset
-                            callbacks=run_callbacks + list(callbacks or []), **fit_kwargs)
+                            callbacks=run_callbacks + limit + list(callbacks or []), **fit_kwargs)
         losses = history.history.get("loss") or [float("nan")]
         metrics = {"train_loss_first_epoch": float(losses[0]), "train_loss_last_epoch": float(losses[-1]),
                    "train_seconds": round(time.time() - started, 1)}
+        if limit and limit[0].stopped_at_step is not None:
+            metrics["stopped_by_time_limit_after_steps"] = limit[0].stopped_at_step
         resumed = run_callbacks[0].progress.resumed_from
         if resumed is not None:
             metrics["resumed_from_step"] = int(resumed["global_step"])

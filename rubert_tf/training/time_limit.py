@@ -1,0 +1,33 @@
+"""TimeLimit: stop `fit` once a wall-clock budget is spent (a fixed-budget pretraining)."""
+
+import logging
+import time
+
+import keras
+
+logger = logging.getLogger(__name__)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Sets `model.stop_training` after the first batch that ends past `seconds` from the start of
+    training; Keras then ends fit after that batch, and the run saves as after a full run.
+    `stopped_at_step` is the number of batches this fit trained (None when the budget was not reached)."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        if not seconds > 0:
+            raise ValueError(f"the time limit must be positive, got {seconds} seconds")
+        self.seconds = float(seconds)
+        self.stopped_at_step = None
+        self._started = self._batches = None
+
+    def on_train_begin(self, logs=None):
+        self._started, self._batches, self.stopped_at_step = time.monotonic(), 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self.stopped_at_step is None and time.monotonic() - self._started >= self.seconds:
+            self.stopped_at_step = self._batches
+            self.model.stop_training = True
+            logger.warning("time limit of %.1f minutes reached after %d steps: stopping training",
+                           self.seconds / 60, self._batches)
