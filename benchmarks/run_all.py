@@ -569,7 +569,7 @@ def run(args):
 
 def write_markdown(path, args, argv, report, load_before, load_after, elapsed):
     rows = ",".join(args.rows)
-    text = f"""# Benchmarks
+    text = f"""## Latest run of `benchmarks/run_all.py`
 
 Written by `benchmarks/run_all.py` (issue 8). All numbers come from ONE run on one machine; compare the
 columns of a row (ratios), not absolute numbers across runs or machines.
@@ -602,8 +602,30 @@ Notes
         "jit_compile as in the row), loss.backward + AdamW.step for HF.",
         "Each number is the best of several interleaved rounds (noise on a shared machine only adds time).",
     ] + report.notes) + "\n"
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    document = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            document = handle.read()
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write(splice_run(document, text))
+    os.replace(path + ".tmp", path)
+
+
+RUN_BEGIN, RUN_END = "<!-- run_all:begin -->", "<!-- run_all:end -->"
+
+
+def splice_run(document, section):
+    """`document` (BENCHMARKS.md) with this run between the run_all markers: the previous marked run is
+    replaced, everything else (earlier runs kept for history, other benchmarks' sections) stays. Without
+    markers the run goes right after the title."""
+    block = f"{RUN_BEGIN}\n{section.rstrip()}\n{RUN_END}"
+    start, end = document.find(RUN_BEGIN), document.find(RUN_END)
+    if start != -1 and end > start:
+        return document[:start] + block + document[end + len(RUN_END):]
+    if not document.strip():
+        return "# Benchmarks\n\n" + block + "\n"
+    title, newline, rest = document.partition("\n")
+    return title + "\n\n" + block + "\n" + newline + rest
 
 
 def parse_args(argv):

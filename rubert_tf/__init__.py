@@ -14,6 +14,7 @@ from rubert_tf.config import PRESETS, RuBertConfig
 _LAZY = {
     "RuBertEncoder": "rubert_tf.models.encoder",
     "RuBertForMaskedLM": "rubert_tf.models.masked_lm",
+    "RuBertForReplacedTokenDetection": "rubert_tf.models.electra",
     "RuBertSeq2Seq": "rubert_tf.models.seq2seq",
     "RuBertClassifier": "rubert_tf.models.classifier",
     "RuBertQuestionAnswerer": "rubert_tf.models.question_answerer",
@@ -28,7 +29,7 @@ _LAZY = {
 }
 
 __all__ = ["PRESETS", "RuBertClassifier", "RuBertConfig", "RuBertEncoder", "RuBertForMaskedLM",
-           "RuBertQuestionAnswerer", "RuBertSentenceEncoder", "RuBertSeq2Seq", "RuBertTokenClassifier",
+           "RuBertForReplacedTokenDetection", "RuBertQuestionAnswerer", "RuBertSentenceEncoder", "RuBertSeq2Seq", "RuBertTokenClassifier",
            "RuBertTokenizer", "export", "train_vocab"]
 
 

@@ -381,7 +381,9 @@ def command_pretrain(args):
             vocab=args.vocab, overrides=overrides, max_length=args.max_length, batch_size=args.batch_size,
             steps=args.steps, learning_rate=args.learning_rate, max_minutes=args.max_minutes, **_schedule_kwargs(args),
             weight_decay=args.weight_decay, mask_rate=args.mask_rate, whole_word=args.whole_word_masking,
-            sentence_order=args.sentence_order, max_predictions=args.max_predictions, eval_steps=args.eval_steps,
+            sentence_order=args.sentence_order, objective=args.objective,
+            generator_hidden_size=args.generator_hidden_size, rtd_weight=args.rtd_weight,
+            max_predictions=args.max_predictions, eval_steps=args.eval_steps,
             checkpoint_every=args.checkpoint_every, backup_every=args.backup_every, strategy=args.strategy,
             num_logical_cpus=args.num_logical_cpus, mixed_precision=args.mixed_precision, resume=args.resume,
             seed=args.seed, log_dir=args.log_dir, verbose=0 if args.no_progress else 1, overwrite=args.overwrite)
@@ -435,6 +437,15 @@ def _add_pretraining_commands(commands):
     pre.add_argument("--whole-word-masking", action="store_true")
     pre.add_argument("--sentence-order", action="store_true",
                      help="ALBERT's sentence-order prediction (needs --packing segment-pairs shards)")
+    pre.add_argument("--objective", choices=["mlm", "rtd"], default="mlm",
+                     help="mlm: BERT's masked LM (default); rtd: ELECTRA's replaced-token detection, a small "
+                          "generator fills the masked positions and the model learns to spot its replacements "
+                          "(saved as HF ElectraForPreTraining, generator in OUT/generator; fine-tune OUT as usual)")
+    pre.add_argument("--generator-hidden-size", type=int,
+                     help="--objective rtd: the generator's hidden size (default: a quarter of the model's)")
+    pre.add_argument("--rtd-weight", type=float, default=50.0,
+                     help="--objective rtd: weight of the discriminator's loss against the generator's MLM loss "
+                          "(default: %(default)s, as the ELECTRA paper)")
     pre.add_argument("--max-predictions", type=int, help="masked positions per sequence (default: 1.25 * rate * T)")
     pre.add_argument("--eval-steps", type=int)
     pre.add_argument("--checkpoint-every", type=int, default=1000,

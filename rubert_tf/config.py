@@ -63,6 +63,9 @@ class RuBertConfig:
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+    # ELECTRA's factorised embeddings (HF ElectraConfig's key): width E of the embeddings, projected to
+    # hidden_size by `embeddings_project`. None: hidden_size (BERT), and to_dict() leaves the key out.
+    embedding_size: int = None
     extra: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
@@ -79,6 +82,10 @@ class RuBertConfig:
             raise ValueError(
                 f"RuBertConfig.hidden_act {self.hidden_act!r} is not supported; "
                 f"use one of {SUPPORTED_ACTIVATIONS}")
+        if self.embedding_size is not None and (not isinstance(self.embedding_size, int)
+                                                or isinstance(self.embedding_size, bool) or self.embedding_size <= 0):
+            raise ValueError(f"RuBertConfig.embedding_size must be a positive integer or None, got "
+                             f"{self.embedding_size!r}")
         # rubert-tiny/rubert-tiny2 carry "emb_size". HF's BertModel ignores it: its word
         # embeddings are [vocab, hidden_size] (rubert-tiny2: emb_size == hidden_size == 312).
         # A value that differs would mean a factorised embedding that no HF Bert checkpoint
@@ -94,12 +101,26 @@ class RuBertConfig:
     def head_size(self):
         return self.hidden_size // self.num_attention_heads
 
+    @property
+    def embedding_width(self):
+        """Width of the embeddings: embedding_size, or hidden_size when it is None."""
+        return self.hidden_size if self.embedding_size is None else self.embedding_size
+
+    @property
+    def factorized_embeddings(self):
+        """True when the embeddings are narrower/wider than hidden_size (ELECTRA's embeddings_project)."""
+        return self.embedding_width != self.hidden_size
+
     # ---- dict / json -------------------------------------------------------------
     @classmethod
     def from_dict(cls, values):
         values = dict(values)
         known = {k: values.pop(k) for k in _FIELDS if k in values}
         values.pop("extra", None)
+        embedding_size = values.pop("embedding_size", None)
+        if embedding_size is None and values.get("model_type") == "electra":
+            embedding_size = 128  # HF ElectraConfig's default, which its config.json may leave out
+        known["embedding_size"] = embedding_size
         # "gelu" in TF1 bert_config.json: HF's converter (and so every PyTorch RuBERT) reads it
         # as exact erf GELU, which is also what google-research/bert's tanh formula approximates.
         return cls(**known, extra=values)
@@ -107,6 +128,8 @@ class RuBertConfig:
     def to_dict(self):
         out = dict(self.extra)
         out.update({k: getattr(self, k) for k in _FIELDS})
+        if self.embedding_size is not None:
+            out["embedding_size"] = self.embedding_size
         return out
 
     def to_hf_dict(self):

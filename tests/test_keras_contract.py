@@ -92,6 +92,8 @@ def seq2seq_config(architecture):
 FACTORIES = {
     # layers
     "Dropout": lambda: [Case({"rate": 0.1}, (floats(2, 6, 8),), {"training": False})],
+    "ElectraDiscriminatorHead": lambda: [Case({"activation": "gelu"}, (floats(2, 6, 8),))],
+    "ElectraGeneratorHead": lambda: [Case({"embedding_size": 8}, (floats(2, 6, 4),))],
     "FirstToken": lambda: [Case({}, (floats(2, 6, 8),))],
     "GatherPositions": lambda: [Case({}, (floats(2, 6, 8), POSITIONS))],
     "LogitsBias": lambda: [Case({}, (floats(2, 6, 8),))],
@@ -99,6 +101,8 @@ FACTORIES = {
     "MultiHeadAttention": lambda: [Case({"num_heads": 2, "head_size": 4}, (floats(2, 6, 8),),
                                         {"padding_mask": MASK})],
     "PositionEmbedding": lambda: [Case({"sequence_length": 10}, (floats(2, 6, 8),))],
+    "SampleReplacements": lambda: [Case({"seed": 1}, (floats(2, 2, 40), BATCH["token_ids"], POSITIONS),
+                                        {"training": False})],
     "ScaleEmbedding": lambda: [Case({}, (floats(2, 6, 8),))],
     "SentencePooling": lambda: [Case({"pooling": "mean"}, (floats(2, 6, 8), MASK)),
                                 Case({"pooling": "cls", "normalize": False}, (floats(2, 6, 8), MASK))],
@@ -120,6 +124,10 @@ FACTORIES = {
                                   model_case({**BATCH, "mask_positions": POSITIONS}, config=TINY,
                                              with_mask_positions=True)],
     "RuBertForPreTraining": lambda: [model_case({**BATCH, "mask_positions": POSITIONS}, config=TINY)],
+    "RuBertForReplacedTokenDetection": lambda: [
+        model_case({**BATCH, "mask_positions": POSITIONS}, config=TINY),
+        model_case({**BATCH, "mask_positions": POSITIONS}, config=dataclasses.replace(TINY, embedding_size=8),
+                   rtd_weight=10.0, seed=3)],
     "RuBertClassifier": lambda: [model_case(config=TINY, labels=["negative", "positive"]),
                                  model_case(config=TINY, num_labels=3, multi_label=True)],
     "RuBertTokenClassifier": lambda: [model_case(config=TINY, labels=["O", "B-PER", "I-PER"])],
@@ -136,6 +144,9 @@ FACTORIES = {
     # schedules: called on these steps; optimizers: config only
     "WarmupLinearDecay": lambda: [Case({"peak_learning_rate": 1e-3, "warmup_steps": 2, "total_steps": 10},
                                        (np.arange(12),))],
+    "WarmupDecay": lambda: [Case({"peak_learning_rate": 1e-3, "total_steps": 10, "warmup_steps": 2, "decay": decay,
+                                  "min_lr_ratio": 0.1}, (np.arange(12),))
+                            for decay in ("constant", "linear", "cosine", "inverse_sqrt")],
     "AccumulatedStepsSchedule": lambda: [Case({"schedule": REGISTERED["WarmupLinearDecay"](1e-3, 2, 10), "steps": 3},
                                               (np.arange(12),))],
     "AdamW": lambda: [Case({"learning_rate": 1e-3, "weight_decay": 0.01, "sparse_updates": True})],

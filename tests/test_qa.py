@@ -78,7 +78,8 @@ def test_parity_with_transformers_and_round_trip(xquad, tokenizer, tmp_path, cap
     expected = {"start_logits": expected.start_logits.numpy(), "end_logits": expected.end_logits.numpy()}
     with caplog.at_level(logging.WARNING, logger="rubert_tf"):
         model = rt.RuBertQuestionAnswerer.from_pretrained(directory)
-    assert not caplog.records, caplog.text  # qa_outputs loaded: nothing left random
+    # qa_outputs loaded: nothing left random (only the library's records: TF's own warnings may come too)
+    assert not [r for r in caplog.records if r.name.startswith("rubert_tf")], caplog.text
 
     def max_diff(keras_model):
         got = keras_model(batch, training=False)

@@ -187,15 +187,34 @@ def test_finetune_refuses_bad_schedule_and_init_before_any_work(tmp_path):
 def test_time_limit_stops_fit_after_the_budget():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
+    now = [0.0]
 
-    class Slow(keras.callbacks.Callback):
+    class Tick(keras.callbacks.Callback):  # every batch "takes" 0.25 s of a fake clock: no race with a loaded CPU
         def on_train_batch_end(self, batch, logs=None):
-            time.sleep(0.05)
+            now[0] += 0.25
 
-    limit = TimeLimit(0.3)
+    limit = TimeLimit(1.0, clock=lambda: now[0])
     x = np.zeros((400, 2), "float32")
-    model.fit(x, x[:, :1], batch_size=1, epochs=3, verbose=0, callbacks=[Slow(), limit])
-    assert limit.stopped_at_step is not None and 3 <= limit.stopped_at_step < 60
-    assert int(model.optimizer.iterations) == limit.stopped_at_step
+    model.fit(x, x[:, :1], batch_size=1, epochs=3, verbose=0, callbacks=[Tick(), limit])
+    assert limit.stopped_at_step == 4
+    assert int(model.optimizer.iterations) == 4
+
+
+def test_time_limit_does_not_count_batches_a_resumed_run_skips():
+    from rubert_tf.training.callbacks import TrainingProgress
+
+    progress, now = TrainingProgress(), [0.0]
+    limit = TimeLimit(1.0, progress=progress, clock=lambda: now[0])
+    limit.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    limit.model.stop_training = False
+    limit.on_train_begin()
+    progress.skipped_batch = True
+    for batch in range(10):  # skipping is fast but the clock moves: the budget is not spent on skipped batches
+        now[0] += 0.5
+        limit.on_train_batch_end(batch)
+    assert limit.stopped_at_step is None and not limit.model.stop_training
+    progress.skipped_batch = False
+    limit.on_train_batch_end(10)
+    assert limit.stopped_at_step == 1 and limit.model.stop_training
     with pytest.raises(ValueError, match="positive"):
         TimeLimit(0)

@@ -254,8 +254,11 @@ def hf_state_dict(model):
     return tensors
 
 
-def save_hf_checkpoint(model, directory, tokenizer=None, architecture="BertModel"):
+def save_hf_checkpoint(model, directory, tokenizer=None, architecture="BertModel", config_values=None):
     """Write the HF layout transformers reads: config.json, model.safetensors (+ tokenizer files).
+
+    `config_values`: the config.json dict (default: `model.config.to_hf_dict()`, a BertConfig); the
+    Electra layout passes its own (rubert_tf.checkpoints.electra).
 
     The tensor names are exactly the ones transformers 5 writes for `architecture`: tied weights
     (BertForMaskedLM's `cls.predictions.decoder.*`) are not stored, as transformers does not
@@ -264,13 +267,23 @@ def save_hf_checkpoint(model, directory, tokenizer=None, architecture="BertModel
     """
     from safetensors.numpy import save_file
 
+    is_bert = architecture.startswith("Bert")
+    if is_bert and getattr(model.config, "factorized_embeddings", False):
+        raise CheckpointError(
+            f"{type(model).__name__} has factorised embeddings (embedding_size={model.config.embedding_size}, "
+            f"hidden_size={model.config.hidden_size}): the {architecture} layout has no embeddings_project, so it "
+            "cannot be saved as a BERT checkpoint (an ELECTRA model is saved in the Electra layout: "
+            "RuBertForReplacedTokenDetection.save_pretrained)")
     os.makedirs(directory, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".saving-", dir=directory)
     try:
         save_file(hf_state_dict(model), os.path.join(staging, "model.safetensors"), metadata={"format": "pt"})
-        values = model.config.to_hf_dict()
-        # A config loaded from another architecture's checkpoint carries its old "architectures".
+        values = dict(model.config.to_hf_dict() if config_values is None else config_values)
+        # A config loaded from another architecture's checkpoint carries its old "architectures" (and an
+        # Electra one its "model_type", which would make transformers build an Electra model).
         values["architectures"] = [architecture]
+        if is_bert:
+            values["model_type"] = "bert"
         with open(os.path.join(staging, "config.json"), "w", encoding="utf-8") as f:
             json.dump(values, f, indent=2, ensure_ascii=False)
             f.write("\n")

@@ -32,15 +32,19 @@ HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch
 
 # Model weights a checkpoint may lack: BertForMaskedLM has no pooler, a BertModel has no heads.
 DEFAULT_OPTIONAL_WEIGHTS = ("pooler.*", "*.pooler.*", "cls.*", "classifier.*", "qa_outputs.*")
-# Checkpoint tensors a model may not use: heads of other BERT models, and buffers.
+# Checkpoint tensors a model may not use: heads of other BERT models (and of ELECTRA's discriminator and
+# generator), and buffers.
 DEFAULT_IGNORED_WEIGHTS = ("pooler.*", "*.pooler.*", "cls.*", "classifier.*", "qa_outputs.*",
+                           "discriminator_predictions.*", "generator_predictions.*", "generator_lm_head.*",
                            "*position_ids")
 # Tied copies transformers keeps in state_dict(): {copy: the weight it is tied to}.
 TIED_WEIGHTS = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
-                "cls.predictions.decoder.bias": "cls.predictions.bias"}
+                "cls.predictions.decoder.bias": "cls.predictions.bias",
+                "generator_lm_head.weight": "electra.embeddings.word_embeddings.weight"}
 
-# Body of the encoder, recognised after any prefix ("bert.", "encoder.", ...).
-_ENCODER_PARTS = ("embeddings.", "encoder.", "pooler.")
+# Body of the encoder, recognised after any prefix ("bert.", "electra.", "encoder.", ...); ELECTRA's
+# embeddings_project (factorised embeddings) belongs to it.
+_ENCODER_PARTS = ("embeddings.", "embeddings_project.", "encoder.", "pooler.")
 _WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 
 
@@ -80,7 +84,8 @@ def read_weights(directory):
 # ---- names ---------------------------------------------------------------------------------
 
 def _encoder_prefix(names):
-    """"bert." for BertFor* names, "" for BertModel names, None if there are no word embeddings."""
+    """"bert." for BertFor* names ("electra." for ElectraFor*), "" for BertModel / ElectraModel names, None
+    if there are no word embeddings."""
     for name in names:
         if name.endswith(_WORD_EMBEDDINGS):
             return name[: -len(_WORD_EMBEDDINGS)]
@@ -89,7 +94,8 @@ def _encoder_prefix(names):
 
 def normalize_names(tensors, model_names):
     """Rename checkpoint tensors to the model's conventions: legacy LayerNorm gamma/beta, and the
-    `bert.` prefix added or stripped so BertModel and BertFor* checkpoints fit either model.
+    `bert.` (or Electra's `electra.`) prefix added, stripped or swapped so BertModel, BertFor*, ElectraModel
+    and ElectraFor* checkpoints fit any model.
     Returns the renamed tensors and {new name: name in the file} for messages."""
     legacy = {}
     for name in tensors:

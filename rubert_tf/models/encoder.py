@@ -27,6 +27,10 @@ def encoder_inputs():
     }
 
 
+# The layers an ELECTRA generator shares with its discriminator (RuBertEncoder(shared_embeddings=...)).
+SHARED_EMBEDDING_LAYERS = ("token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm")
+
+
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class FirstToken(keras.layers.Layer):
     """[B, T, H] -> [B, H]: the [CLS] position, which BERT's pooler reads."""
@@ -50,6 +54,9 @@ class RuBertEncoder(keras.Model):
     Inputs: dict with `token_ids`, `segment_ids`, `padding_mask` ([B, T] int32; padding_mask 1 = token).
     Outputs: dict with `sequence_output` [B, T, H] and `pooled_output` [B, H] (the latter only with
     `include_pooler=True`, the default).
+    With `config.embedding_size` E != H (ELECTRA's factorised embeddings), the embeddings and their
+    LayerNorm have width E and a Dense `embeddings_project` (E -> H) follows the embeddings dropout, as in
+    HF's ElectraModel; such an encoder loads from Electra checkpoints but has no BERT layout to save to.
 
     Example (a tiny random encoder; `RuBertEncoder.from_pretrained(path)` loads real weights):
 
@@ -70,7 +77,10 @@ class RuBertEncoder(keras.Model):
 
     task_name = "sentence"  # the task unit that serves it (rubert_tf.tasks.sentence)
 
-    def __init__(self, config, include_pooler=True, **kwargs):
+    def __init__(self, config, include_pooler=True, shared_embeddings=None, **kwargs):
+        """`shared_embeddings`: another RuBertEncoder whose token/position/segment embeddings and embeddings
+        LayerNorm this one uses (the same variables), as ELECTRA's generator shares its discriminator's
+        (rubert_tf.models.electra). Not part of get_config: the model that shares them rebuilds both."""
         config = as_config(config)
         initializer = keras.initializers.TruncatedNormal(stddev=config.initializer_range)
         dtype = kwargs.pop("dtype", None)
@@ -79,21 +89,39 @@ class RuBertEncoder(keras.Model):
             return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
 
         inputs = encoder_inputs()
-        token_embedding = TokenEmbedding(
-            config.vocab_size, config.hidden_size, embeddings_initializer=fresh_initializer(),
-            name="token_embedding", dtype=dtype)
-        position_embedding = PositionEmbedding(
-            config.max_position_embeddings, initializer=fresh_initializer(), name="position_embedding", dtype=dtype)
-        segment_embedding = keras.layers.Embedding(
-            config.type_vocab_size, config.hidden_size, embeddings_initializer=fresh_initializer(),
-            name="segment_embedding", dtype=dtype)
+        width = config.embedding_width  # E: hidden_size, or ELECTRA's embedding_size
+        if shared_embeddings is None:
+            token_embedding = TokenEmbedding(
+                config.vocab_size, width, embeddings_initializer=fresh_initializer(),
+                name="token_embedding", dtype=dtype)
+            position_embedding = PositionEmbedding(
+                config.max_position_embeddings, initializer=fresh_initializer(), name="position_embedding",
+                dtype=dtype)
+            segment_embedding = keras.layers.Embedding(
+                config.type_vocab_size, width, embeddings_initializer=fresh_initializer(),
+                name="segment_embedding", dtype=dtype)
+            embeddings_norm = None
+        else:
+            shared_config = shared_embeddings.config
+            for name in ("embedding_width", "vocab_size", "max_position_embeddings", "type_vocab_size"):
+                if getattr(shared_config, name) != getattr(config, name):
+                    raise ValueError(f"shared_embeddings has {name}={getattr(shared_config, name)}, this "
+                                     f"encoder's config {getattr(config, name)}: they must agree to share")
+            token_embedding, position_embedding, segment_embedding, embeddings_norm = (
+                shared_embeddings.get_layer(name) for name in SHARED_EMBEDDING_LAYERS)
 
         tokens = token_embedding(inputs["token_ids"])
         x = keras.layers.Add(name="embeddings_add", dtype=dtype)(
             [tokens, position_embedding(tokens), segment_embedding(inputs["segment_ids"])])
-        x = keras.layers.LayerNormalization(
-            epsilon=config.layer_norm_eps, name="embeddings_layer_norm", dtype=dtype)(x)
+        if embeddings_norm is None:
+            embeddings_norm = keras.layers.LayerNormalization(
+                epsilon=config.layer_norm_eps, name="embeddings_layer_norm", dtype=dtype)
+        x = embeddings_norm(x)
         x = Dropout(config.hidden_dropout_prob, name="embeddings_dropout", dtype=dtype)(x)
+        if width != config.hidden_size:
+            # HF ElectraModel: embeddings of width E, then a Linear E -> H before the first block.
+            x = keras.layers.Dense(config.hidden_size, kernel_initializer=fresh_initializer(),
+                                   name="embeddings_project", dtype=dtype)(x)
 
         for index in range(config.num_hidden_layers):
             x = TransformerEncoderBlock(
@@ -131,7 +159,8 @@ class RuBertEncoder(keras.Model):
 
     # ---- checkpoints ---------------------------------------------------------------
     def hf_weight_map(self, prefix=""):
-        """HF BertModel name -> (Keras variable, transpose?) for every weight of this encoder.
+        """HF BertModel name -> (Keras variable, transpose?) for every weight of this encoder (plus ElectraModel's
+        `embeddings_project.*` when embedding_size differs from hidden_size).
 
         HF nn.Linear weights are [out, in]; Keras kernels are [in, out], hence the transposes.
         """
@@ -146,6 +175,10 @@ class RuBertEncoder(keras.Model):
         norm = self.get_layer("embeddings_layer_norm")
         add("embeddings.LayerNorm.weight", norm.gamma)
         add("embeddings.LayerNorm.bias", norm.beta)
+        if self.config.factorized_embeddings:
+            project = self.get_layer("embeddings_project")
+            add("embeddings_project.weight", project.kernel, transpose=True)
+            add("embeddings_project.bias", project.bias)
         for index in range(self.config.num_hidden_layers):
             block = self.get_layer(f"transformer_layer_{index}")
             base = f"encoder.layer.{index}."

@@ -11,7 +11,8 @@ What it does:
   optional whole-word masking, optional sentence-order prediction on segment-pairs shards);
 - model: RuBertForMaskedLM with the `mask_positions` input, so the tied vocabulary projection runs only
   at the masked positions; with sentence order also BERT's pooler and a 2-way head (ALBERT's SOP), saved
-  as BertForPreTraining's `bert.pooler.*` / `cls.seq_relationship.*`;
+  as BertForPreTraining's `bert.pooler.*` / `cls.seq_relationship.*`; or, with `objective="rtd"`, ELECTRA's
+  replaced-token detection (rubert_tf.models.electra: generator + discriminator, saved in the HF Electra layout);
 - loss and accuracy on the masked positions only (labels -100 elsewhere);
 - recipe: AdamW with warmup + linear decay and clipping (rubert_tf.training.create_optimizer),
   optional mixed precision, a tf.distribute strategy: the run is rubert_tf.training.runner.TrainingRun,
@@ -35,6 +36,7 @@ import tensorflow as tf
 from rubert_tf.config import RuBertConfig
 from rubert_tf.data.pretraining import (IGNORE_LABEL, MaskedLMMasker, pretraining_dataset, read_corpus_info,
                                         resolve_shards)
+from rubert_tf.models.electra import RuBertForReplacedTokenDetection, generator_config_for
 from rubert_tf.models.masked_lm import RuBertForMaskedLM
 from rubert_tf.models.pretraining import RuBertForPreTraining
 from rubert_tf.training import create_optimizer
@@ -118,10 +120,17 @@ def build_config(config, vocab_size, overrides=None):
     return RuBertConfig.from_dict(values)
 
 
-def _build_model(config, checkpoint, sentence_order):
+def _build_model(config, checkpoint, sentence_order, objective="mlm", generator_hidden_size=None, rtd_weight=50.0):
     from rubert_tf import hub
     from rubert_tf.checkpoints.loading import load_weights, read_weights
 
+    if objective == "rtd":
+        # A checkpoint's generator/ (what an RTD run saves) comes along; without one it starts random.
+        if checkpoint is not None:
+            return RuBertForReplacedTokenDetection.from_pretrained(
+                checkpoint, generator_hidden_size=generator_hidden_size, rtd_weight=rtd_weight)
+        return RuBertForReplacedTokenDetection(config, generator_config=generator_config_for(
+            config, generator_hidden_size), rtd_weight=rtd_weight)
     model = (RuBertForPreTraining(config, name="rubert_for_pretraining") if sentence_order
              else RuBertForMaskedLM(config, with_mask_positions=True))
     if checkpoint is not None:
@@ -138,7 +147,7 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
              whole_word=False, sentence_order=False, max_predictions=None, eval_steps=None, checkpoint_every=1000,
              backup_every=100, strategy="default", num_logical_cpus=None, mixed_precision=None, resume=False, seed=0,
              log_dir=None, verbose=1, overwrite=False, lr_schedule="linear", warmup_steps=None, min_lr_ratio=0.0,
-             max_minutes=None):
+             max_minutes=None, objective="mlm", generator_hidden_size=None, rtd_weight=50.0):
     """Masked-LM pretraining (see the module docstring). Returns the metrics (also in out/metrics.json).
 
     Args:
@@ -162,7 +171,17 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
       max_minutes: a wall-clock budget for the training (evaluation before/after not counted): it stops
         after the first step past it and saves as a finished run; metrics.json then has
         "stopped_by_time_limit_after_steps". Choose `steps` near what fits, so the schedule ends there.
+      objective: "mlm" (BERT's masked LM) or "rtd" (ELECTRA's replaced-token detection: a generator of
+        `generator_hidden_size` (default: a quarter of the model's) fills the masked positions with samples,
+        the model learns to spot them; loss = MLM + `rtd_weight` x BCE; masking 85% [MASK] / 15% kept).
+        "rtd" saves the Electra layout: out/ is an ElectraForPreTraining (which every fine-tuning path loads
+        as the encoder), out/generator/ an ElectraForMaskedLM; metrics add rtd_loss/rtd_accuracy/rtd_recall.
     """
+    if objective not in ("mlm", "rtd"):
+        raise ValueError(f"objective must be 'mlm' or 'rtd', got {objective!r}")
+    if objective == "rtd" and sentence_order:
+        raise ValueError("sentence_order=True is for objective='mlm': ELECTRA's replaced-token detection has no "
+                         "sentence-order head")
     if (model is None) == (config is None):
         raise ValueError("pass exactly one of model= (a checkpoint to continue) or config= (an architecture)")
     if model is not None and any(v is not None for v in (overrides or {}).values()):
@@ -215,7 +234,7 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
             if max_length > model_config.max_position_embeddings:
                 raise ValueError(f"max_length={max_length} exceeds the model's max_position_embeddings="
                                  f"{model_config.max_position_embeddings}")
-            network = _build_model(model_config, model, sentence_order)
+            network = _build_model(model_config, model, sentence_order, objective, generator_hidden_size, rtd_weight)
             losses = {"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL)}
             metrics = {"logits": [MaskedAccuracy(name="accuracy", ignore_class=IGNORE_LABEL),
                                   MaskedCrossEntropy(name="xent", ignore_class=IGNORE_LABEL)]}
@@ -224,12 +243,17 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
                     from_logits=True, ignore_class=IGNORE_LABEL)
                 metrics["sop_logits"] = [MaskedAccuracy(name="accuracy", ignore_class=IGNORE_LABEL),
                                          MaskedCrossEntropy(name="xent", ignore_class=IGNORE_LABEL)]
+            if objective == "rtd":  # its loss and metrics are its own (they need the model's samples)
+                losses = metrics = None
             optimizer = create_optimizer(learning_rate, total_steps, warmup_ratio, weight_decay, schedule=lr_schedule,
                                          warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
             network.compile(optimizer=optimizer,
                             loss=losses, metrics=metrics)
 
-        masker = MaskedLMMasker(tokenizer, mask_rate=mask_rate, whole_word=whole_word, max_predictions=max_predictions)
+        # ELECTRA masks 85% of the selected tokens and keeps 15%: its generator supplies the replacements.
+        rates = dict(mask_token_rate=0.85, random_token_rate=0.0) if objective == "rtd" else {}
+        masker = MaskedLMMasker(tokenizer, mask_rate=mask_rate, whole_word=whole_word, max_predictions=max_predictions,
+                                **rates)
         train_data = pretraining_dataset(train_sources, masker, batch_size, max_length, sentence_order=sentence_order,
                                          shuffle=True, seed=seed)
         eval_data = None
@@ -245,7 +269,7 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
 
         results = {"steps": total_steps, "batch_size": batch_size, "max_length": max_length,
                    "max_predictions": max_predictions, "whole_word": bool(whole_word),
-                   "sentence_order": bool(sentence_order), "mixed_precision": run.policy,
+                   "sentence_order": bool(sentence_order), "objective": objective, "mixed_precision": run.policy,
                    "lr_schedule": lr_schedule, "learning_rate": learning_rate,
                    "strategy": strategy, "replicas": run.replicas, "parameters": int(network.count_params())}
         if eval_data is not None and not resume:  # (a resumed run restores its weights inside fit)
@@ -283,7 +307,10 @@ def _resolve(model):
 
 # Keras log name (one output / with the SOP head) -> our name.
 _EVAL_NAMES = {"xent": "mlm_loss", "logits_xent": "mlm_loss", "accuracy": "mlm_accuracy",
-               "logits_accuracy": "mlm_accuracy", "sop_logits_xent": "sop_loss", "sop_logits_accuracy": "sop_accuracy"}
+               "logits_accuracy": "mlm_accuracy", "sop_logits_xent": "sop_loss", "sop_logits_accuracy": "sop_accuracy",
+               # RuBertForReplacedTokenDetection reports its metrics under these names already.
+               "mlm_loss": "mlm_loss", "mlm_accuracy": "mlm_accuracy", "rtd_loss": "rtd_loss",
+               "rtd_accuracy": "rtd_accuracy", "rtd_recall": "rtd_recall"}
 
 
 def _evaluate(network, data):

@@ -132,7 +132,8 @@ class TrainingRun:
             log_dir=log_dir, strategy=self.strategy)
         if same_stream_on_every_strategy and getattr(model, "_distribute_strategy", None) is None:
             next(iter(data))
-        limit = [TimeLimit(60.0 * max_minutes)] if max_minutes else []
+        progress = run_callbacks[0].progress
+        limit = [TimeLimit(60.0 * max_minutes, progress=progress)] if max_minutes else []
         started = time.time()
         history = model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch,
                             shuffle=False,  # the pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset
@@ -140,9 +141,10 @@ class TrainingRun:
         losses = history.history.get("loss") or [float("nan")]
         metrics = {"train_loss_first_epoch": float(losses[0]), "train_loss_last_epoch": float(losses[-1]),
                    "train_seconds": round(time.time() - started, 1)}
-        if limit and limit[0].stopped_at_step is not None:
+        cut_short = steps_per_epoch is not None and progress.global_step < epochs * steps_per_epoch
+        if limit and limit[0].stopped_at_step is not None and cut_short:  # not when the budget ran out on the last step
             metrics["stopped_by_time_limit_after_steps"] = limit[0].stopped_at_step
-        resumed = run_callbacks[0].progress.resumed_from
+        resumed = progress.resumed_from
         if resumed is not None:
             metrics["resumed_from_step"] = int(resumed["global_step"])
         return FitResult(history=history, metrics=metrics)
