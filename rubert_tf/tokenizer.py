@@ -228,6 +228,49 @@ def _cleanup(text):
     return text
 
 
+def prefix_bytes(budget):
+    """Bytes of a text that certainly hold its first `budget` tokens (see bounded_prefix): `budget` + 1
+    words of at most 101 characters (a longer word is one [UNK]) of at most 4 bytes each."""
+    return (int(budget) + 1) * (MAX_INPUT_CHARS_PER_WORD + 1) * 4
+
+
+# ASCII whitespace and punctuation: every one ends a pre-token in BERT's pre-tokenizer, and no byte of a
+# multi-byte UTF-8 character is ASCII, so a cut right after one never splits a word or a character.
+_BOUNDARY_BYTES = np.zeros(256, bool)
+_BOUNDARY_BYTES[[9, 10, 13, 32]] = True
+_BOUNDARY_BYTES[[c for c in range(33, 127) if not chr(c).isalnum()]] = True
+
+
+def bounded_prefix(texts, budget):
+    """tf.string [B] -> the prefix of each text that its first `budget` tokens come from, so a huge text
+    costs what `budget` tokens cost (hostile input: a 50 MB text under the request limit).
+
+    Texts of at most prefix_bytes(budget) bytes are unchanged. A longer one is cut right after its last
+    ASCII whitespace or punctuation byte within that many bytes (when that is in the second half; else at
+    the last character start): every pre-token before the cut is complete, and there are far more than
+    `budget` of them in any text but a hostile one, so the first `budget` ids are exactly the full text's.
+    Offsets are into the original text. What a cut can change: the end offset of a giant (over 100
+    characters, so [UNK]) word at the cut, and, for pairs where both texts are cut and the budget is odd,
+    which of the two keeps the extra token (LongestFirst compares the true lengths)."""
+    cap = prefix_bytes(budget)
+    lengths = tf.strings.length(texts)
+    long_rows = tf.where(lengths > cap)[:, 0]
+
+    def cut_long_rows():
+        head = tf.strings.substr(tf.gather(texts, long_rows), 0, cap)
+        raw = tf.cast(tf.io.decode_raw(head, tf.uint8, fixed_length=cap), tf.int32)  # [L, cap]
+        index = tf.range(cap, dtype=tf.int32)[tf.newaxis, :]
+        is_boundary = tf.gather(tf.constant(_BOUNDARY_BYTES), raw)
+        after_boundary = tf.reduce_max(tf.where(is_boundary, index + 1, 0), axis=1)
+        char_start = tf.reduce_max(tf.where((raw & 0xC0) != 0x80, index, 0), axis=1)  # drops a partial char
+        cut = tf.where(after_boundary > cap // 2, after_boundary, char_start)
+        return tf.tensor_scatter_nd_update(lengths, long_rows[:, tf.newaxis], cut)
+
+    # Usually no text is that long: then none of the [L, cap] work runs.
+    cut = tf.cond(tf.size(long_rows) > 0, cut_long_rows, lambda: lengths)
+    return tf.strings.substr(texts, tf.zeros_like(cut), cut)
+
+
 def _read_vocab_file(path):
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
@@ -639,12 +682,15 @@ class RuBertTokenizer(tf.Module):
             raise ValueError(f"`texts` has {texts.shape[0]} items but `text_pairs` has "
                              f"{pairs.shape[0]}")
 
+        budget = max_length - num_special
+        if truncation:  # only what the kept tokens can come from is normalised and tokenized
+            texts = bounded_prefix(texts, budget)
+            pairs = None if pairs is None else bounded_prefix(pairs, budget)
         seqs = [self._tokenize_fn(texts)]
         if pairs is not None:
             tf.debugging.assert_equal(tf.shape(texts)[0], tf.shape(pairs)[0],
                                       message="`texts` and `text_pairs` differ in batch size")
             seqs.append(self._tokenize_fn(pairs))
-        budget = max_length - num_special
         lengths = [tf.cast(s[0].row_lengths(), tf.int32) for s in seqs]
         if truncation:
             keep = self._truncated_lengths(lengths, budget)

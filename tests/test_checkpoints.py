@@ -264,6 +264,26 @@ def test_torch_bin_reader_honours_dtypes_strides_and_offsets(tmp_path):
         np.testing.assert_array_equal(got, expected, err_msg=name)
 
 
+def test_an_expanded_tensor_is_refused_before_anything_is_allocated(tmp_path):
+    import tracemalloc
+
+    # 1 float of storage viewed as 2.5e8 floats (stride 0): a ~1 KB file claiming a 1 GB tensor.
+    torch.save({"weight": torch.zeros(1).expand(250_000_000), "position_ids": torch.arange(8).expand(1, -1)},
+               tmp_path / "expanded.bin")
+    assert os.path.getsize(tmp_path / "expanded.bin") < 4096
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"250000000 elements but its storage holds 1 from offset 0"):
+            read_torch_bin(str(tmp_path / "expanded.bin"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000, peak  # refused before any allocation: was ~1 GB
+    # HF's position_ids buffer (arange expanded to [1, T]: stride 0 on a size-1 axis) is a real state dict's
+    torch.save({"position_ids": torch.arange(8).expand(1, -1)}, tmp_path / "buffer.bin")
+    np.testing.assert_array_equal(read_torch_bin(str(tmp_path / "buffer.bin"))["position_ids"], [np.arange(8)])
+
+
 # ---- errors ------------------------------------------------------------------------------------
 
 def test_mis_shaped_tensor_names_tensor_variable_and_both_shapes(small, tmp_path):

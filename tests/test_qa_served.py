@@ -119,6 +119,25 @@ def test_max_windows_keeps_the_first_windows_and_says_truncated(examples, tokeni
         np.testing.assert_array_equal(ours[key], kept[:, :width] if kept.ndim > 1 else kept, err_msg=key)
 
 
+def test_a_huge_context_costs_its_first_windows_only(examples, tokenizer):
+    """Only what max_windows windows can use of a context is tokenized (issue 14): a context far over that
+    bound gives exactly the windows of a prefix under it, and says truncated."""
+    from rubert_tf.tokenizer import prefix_bytes
+
+    settings = QuestionAnsweringSettings(max_length=64, stride=16, max_windows=3)
+    bound = prefix_bytes(3 * 64 + 1)
+    context = " ".join(e["context"] for e in examples) * 40
+    assert len(context.encode()) > 4 * bound
+    question = [examples[0]["question"]]
+    huge = graph_windows(tokenizer, settings, question, [context * 3])
+    prefix = graph_windows(tokenizer, settings, question, [context[: bound // 4]])  # under the bound: not cut
+    assert huge["truncated"].tolist() == prefix["truncated"].tolist() == [True]
+    for key in WINDOW_KEYS + ("windows",):
+        np.testing.assert_array_equal(huge[key], prefix[key], err_msg=key)
+    reference = encode_qa_windows(tokenizer, question, [context[: bound // 4]], max_length=64, stride=16)
+    np.testing.assert_array_equal(huge["token_ids"], reference["token_ids"][:3, : huge["token_ids"].shape[1]])
+
+
 def first_windows(example_index, count):
     """Rows of the first `count` windows of each example."""
     ordinal = np.arange(len(example_index)) - np.searchsorted(example_index, example_index)

@@ -166,6 +166,36 @@ def test_squad_answer_not_at_answer_start_names_question(shared_data, tmp_path):
         read_squad(broken)
 
 
+CONTEXT = "Москва — столица России с 1918 года."  # 36 characters
+
+
+@pytest.mark.parametrize("paragraph,message", [
+    ({"context": CONTEXT, "qas": [{"id": "q1", "question": "?", "answers": [{"text": "", "answer_start": 999}]}]},
+     "question q1: the answer's text must be a non-empty string, got ''"),
+    ({"context": CONTEXT, "qas": [{"id": "q2", "question": "?", "answers": [{"text": "Москва", "answer_start": "0"}]}]},
+     "question q2: answer_start must be an integer, got '0'"),
+    ({"context": CONTEXT, "qas": [{"id": "q3", "question": "?", "answers": [{"text": "1918", "answer_start": -10}]}]},
+     "question q3: answer '1918' is not at answer_start=-10 of its context (36 characters"),
+    ({"qas": [{"id": "q4", "question": "?", "answers": []}]}, "data[0].paragraphs[0]: no 'context' string"),
+    ({"context": CONTEXT, "qas": [{"id": "q5", "answers": []}]}, "data[0].paragraphs[0]: question q5: no 'question'"),
+])
+def test_squad_bad_answers_and_missing_fields_name_file_and_question(tmp_path, paragraph, message):
+    path = write(tmp_path / "bad.json", json.dumps({"data": [{"paragraphs": [paragraph]}]}, ensure_ascii=False))
+    with pytest.raises(DataError) as error:
+        read_squad(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value), str(error.value)
+    good = {"context": CONTEXT, "qas": [{"id": "ok", "question": "?", "answers": [{"text": "1918", "answer_start": 26}]}]}
+    assert read_squad(write(tmp_path / "good.json", json.dumps({"data": [{"paragraphs": [good]}]})))[0]["id"] == "ok"
+
+
+def test_a_row_of_empty_fields_is_an_error_not_dropped(tmp_path):
+    path = write(tmp_path / "t.csv", "text,label\nхорошо,pos\n,\nплохо,neg\n\n")
+    with pytest.raises(DataError, match=rf"^{re.escape(path)}:3: every field of this row is empty"):
+        read_table(path, {"text": "text", "label": "label"})
+    blank_lines = write(tmp_path / "blank.csv", "text,label\nхорошо,pos\n\nплохо,neg\n\n")  # blank lines: not rows
+    assert [row["_line"] for row in read_table(blank_lines, {"text": "text", "label": "label"})] == [2, 4]
+
+
 # ---- the real files --------------------------------------------------------------------------------
 
 def test_rusentne_is_tab_separated_with_labels_minus_one_zero_one(shared_data):

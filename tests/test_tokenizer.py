@@ -4,6 +4,8 @@ import json
 import os
 import random
 import shutil
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -228,6 +230,52 @@ def test_100k_character_text_is_truncated_like_hf(tok, hf):
     assert out["token_ids"].shape == (1, 512)
     _assert_same_as_hf(out, _hf_padded(hf, [text], max_length=512))
     assert tok.tokenize(text).to_list()[0] == hf.encode(text, add_special_tokens=False).ids
+
+
+def test_texts_longer_than_the_prefix_bound_keep_hf_ids_and_offsets(tok, hf, ruslit):
+    """Only a bounded prefix of a long text is normalised and tokenized (issue 14); on real text the ids
+    and offsets of what is kept stay exactly HF's, for single texts and pairs, at every budget."""
+    from rubert_tf.tokenizer import prefix_bytes
+
+    joined = " ".join(ruslit[:10000])
+    for max_length in (8, 64, 512):
+        cap = prefix_bytes(max_length - 2)
+        # About 5x the bound in bytes (HF's own truncation builds overflow encodings: no bigger texts here)
+        long = joined[: 3 * cap]
+        dense = ("«Да!»,—(нет)…" * cap)[: 3 * cap]  # punctuation-dense, no spaces
+        texts = [long[: cap], long, long[5:], dense, "коротко", ""]
+        assert len(joined) > 3 * cap and min(len(t.encode()) for t in texts[1:4]) > 4 * cap
+        out = tok(texts, max_length=max_length, return_offsets=True)
+        _assert_same_as_hf(out, _hf_padded(hf, texts, max_length=max_length))
+        # One long side per pair: HF's reference builds every combination of both sides' overflows
+        pairs = ["вопрос?", "а", "", "кот и пёс", long[7:], dense]
+        out = tok(texts, pairs, max_length=max_length, return_offsets=True)
+        _assert_same_as_hf(out, _hf_padded(hf, texts, pairs, max_length=max_length))
+
+
+def test_a_50_mb_text_costs_what_its_prefix_costs(tmp_path):
+    """Was ~3 GB and a minute for one 50 MB text: the whole text was normalised although 128 tokens are
+    kept. Measured in a fresh process (peak RSS is per process)."""
+    script = tmp_path / "big.py"
+    script.write_text(f"""
+import resource
+from rubert_tf.tokenizer import RuBertTokenizer
+tok = RuBertTokenizer.from_pretrained({MODEL_DIR!r})
+small = tok(["Мама мыла раму."], max_length=128)
+big = ("Мама мыла раму, а папа читал «Войну и мир». " * 1_300_000)[:28_000_000]  # 50 MB of UTF-8
+assert len(big.encode()) > 45_000_000
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ids = tok([big], max_length=128)["token_ids"].numpy()
+growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+same = (ids == tok([big[:20000]], max_length=128)["token_ids"].numpy()).all()
+print("growth_mb", growth_mb, "same", same)
+""")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    growth = float(done.stdout.split("growth_mb")[1].split()[0])
+    assert "same True" in done.stdout
+    assert growth < 400, done.stdout  # the text itself (50 MB as str, bytes and tensor) is most of it
 
 
 def test_pretokenize_matches_hf_words(hf, ruslit):

@@ -11,6 +11,7 @@ file carrying any other object is refused before that object is ever created.
 
 import collections
 import json
+import math
 import os
 import pickle
 import shutil
@@ -110,6 +111,13 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
         raise CheckpointError(f"inconsistent tensor layout: offset {storage_offset!r}, size {size}, stride {stride}")
     if 0 in size:
         return np.zeros(size, dtype=storage.dtype)
+    # Checked before anything is allocated: a stride-0 (expanded) or overlapping view of a tiny storage
+    # would otherwise be compacted into as many elements as its size claims (1 KB of file -> 1 GB).
+    count = math.prod(size)
+    if count > storage.size - storage_offset:
+        raise CheckpointError(f"tensor of size {size} (stride {stride}) has {count} elements but its storage "
+                              f"holds {storage.size - storage_offset} from offset {storage_offset}: an expanded "
+                              "or overlapping view, which a state dict of weights does not have")
     last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= storage.size:
         raise CheckpointError(f"tensor (offset {storage_offset}, size {size}, stride {stride}) "

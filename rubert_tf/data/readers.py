@@ -82,10 +82,12 @@ def read_table(path, columns):
         if number == 1:
             header = values
             continue
-        if not any(value.strip() for value in values):
-            continue
+        if not values:
+            continue  # a blank line
         if len(values) != len(header):
             raise DataError(f"{path}:{number}: {len(values)} fields, but the header has {len(header)}")
+        if not any(value.strip() for value in values):
+            raise DataError(f"{path}:{number}: every field of this row is empty (fill it in or delete the line)")
         rows.append(_pick(dict(zip(header, values)), columns, path, number))
     return rows
 
@@ -233,25 +235,42 @@ def read_squad(path):
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise DataError(f"{path}: expected a SQuAD JSON object with a 'data' list")
     examples = []
-    for article in data["data"]:
-        for paragraph in article.get("paragraphs", []):
-            context = paragraph["context"]
+    for a, article in enumerate(data["data"]):
+        for p, paragraph in enumerate(article.get("paragraphs", []) if isinstance(article, dict) else []):
+            where = f"{path}: data[{a}].paragraphs[{p}]"
+            context = paragraph.get("context") if isinstance(paragraph, dict) else None
+            if not isinstance(context, str):
+                raise DataError(f"{where}: no 'context' string (the paragraph's text)")
             for qa in paragraph.get("qas", []):
-                qid = qa.get("id", "?")
+                qid = qa.get("id", "?") if isinstance(qa, dict) else "?"
+                question = qa.get("question") if isinstance(qa, dict) else None
+                if not isinstance(question, str):
+                    raise DataError(f"{where}: question {qid}: no 'question' string")
                 answers = qa.get("answers", [])
                 for answer in answers:
-                    start, text = answer.get("answer_start"), answer.get("text", "")
-                    if not isinstance(start, int) or context[start:start + len(text)] != text:
-                        found = context[start:start + len(text)] if isinstance(start, int) else None
-                        raise DataError(
-                            f"{path}: question {qid}: answer {text!r} is not at answer_start={start} of its "
-                            f"context (found {found!r})")
+                    _check_answer(answer, context, f"{path}: question {qid}")
                 impossible = bool(qa.get("is_impossible", False)) or not answers
-                examples.append({"id": qid, "question": qa["question"], "context": context,
+                examples.append({"id": qid, "question": question, "context": context,
                                  "answers": answers, "is_impossible": impossible})
     if not examples:
         raise DataError(f"{path}: no questions found")
     return examples
+
+
+def _check_answer(answer, context, where):
+    """An answer must be a non-empty text standing exactly at its integer answer_start in the context."""
+    if not isinstance(answer, dict):
+        raise DataError(f"{where}: an answer must be an object with 'text' and 'answer_start', got {answer!r}")
+    start, text = answer.get("answer_start"), answer.get("text")
+    if not isinstance(start, int) or isinstance(start, bool):
+        raise DataError(f"{where}: answer_start must be an integer, got {start!r}")
+    if not isinstance(text, str) or not text:
+        raise DataError(f"{where}: the answer's text must be a non-empty string, got {text!r} (a question without "
+                        "an answer has an empty 'answers' list)")
+    if not 0 <= start <= len(context) - len(text) or context[start:start + len(text)] != text:
+        found = context[start:start + len(text)] if 0 <= start < len(context) else None
+        raise DataError(f"{where}: answer {text!r} is not at answer_start={start} of its context "
+                        f"({len(context)} characters; found {found!r})")
 
 
 def parse_tfds_spec(spec, split="train"):

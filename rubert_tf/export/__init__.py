@@ -11,11 +11,11 @@ import os
 import shutil
 import sys
 import types
-import uuid
 
 import tensorflow as tf
 
 from rubert_tf.export.model_config import write_model_config
+from rubert_tf.export.staging import remove_stale_staging, staging_folder
 from rubert_tf.export.warmup import write_warmup_requests
 
 __all__ = ["export", "existing_versions", "next_version", "write_model_config"]
@@ -89,7 +89,8 @@ def export(model, tokenizer=None, base_path="savedmodels/model", version=None, s
 
     module = build_serving_module(model, tokenizer, overrides, generation)
     os.makedirs(base_path, exist_ok=True)
-    staging = os.path.join(base_path, f".tmp-{version}-{uuid.uuid4().hex[:8]}")  # not an integer: servers skip it
+    remove_stale_staging(base_path)
+    staging = staging_folder(base_path, version)  # not an integer: servers skip it
     try:
         tf.saved_model.save(module, staging, signatures=module.serving_functions)
         if warmup:

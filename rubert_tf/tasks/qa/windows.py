@@ -11,6 +11,8 @@ are not searched, and `truncated` says so.
 
 import tensorflow as tf
 
+from rubert_tf.tokenizer import bounded_prefix
+
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
@@ -43,8 +45,11 @@ def preprocessor(tokenizer, settings):
     def preprocess(question, context):
         tf.debugging.assert_equal(tf.shape(question)[0], tf.shape(context)[0],
                                   message="`question` and `context` differ in batch size")
-        q_ids, q_starts, q_ends = tokenizer.tokenize_with_offsets(question)
-        c_ids, c_starts, c_ends = tokenizer.tokenize_with_offsets(context)
+        # Only what max_windows windows can use is tokenized (a 50 MB context costs what its first windows
+        # cost); one token more than they cover keeps `truncated` exact.
+        q_ids, q_starts, q_ends = tokenizer.tokenize_with_offsets(bounded_prefix(question, question_cap))
+        c_ids, c_starts, c_ends = tokenizer.tokenize_with_offsets(
+            bounded_prefix(context, max_windows * max_length + 1))
         q_len = tf.minimum(tf.cast(q_ids.row_lengths(), tf.int32), question_cap)
         c_len = tf.cast(c_ids.row_lengths(), tf.int32)
         budget = max_length - 3 - q_len  # context tokens per window; > stride by question_cap
