@@ -262,7 +262,8 @@ def bounded_prefix(texts, budget):
         index = tf.range(cap, dtype=tf.int32)[tf.newaxis, :]
         is_boundary = tf.gather(tf.constant(_BOUNDARY_BYTES), raw)
         after_boundary = tf.reduce_max(tf.where(is_boundary, index + 1, 0), axis=1)
-        char_start = tf.reduce_max(tf.where((raw & 0xC0) != 0x80, index, 0), axis=1)  # drops a partial char
+        starts_char = (raw < 0x80) | (raw >= 0xC0)  # not a UTF-8 continuation byte
+        char_start = tf.reduce_max(tf.where(starts_char, index, 0), axis=1)  # drops a partial char
         cut = tf.where(after_boundary > cap // 2, after_boundary, char_start)
         return tf.tensor_scatter_nd_update(lengths, long_rows[:, tf.newaxis], cut)
 

@@ -42,6 +42,9 @@ ALLOWED_OPS = {
     "ResourceGather", "TensorScatterUpdate",
     # TF core (array_ops): the NER postprocessor's per-word gathers.
     "GatherNd",
+    # TF core (string_ops, parsing_ops, functional_ops), in every TF Serving build: the tokenizer's bound on
+    # the prefix of a huge text that is tokenized (issue 14).
+    "StringLength", "DecodePaddedRaw", "StatelessIf",
 }
 
 

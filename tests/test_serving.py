@@ -218,9 +218,12 @@ def servers(store, tmp_path_factory):
     a = ServerProcess(["--model_name=clf", f"--model_base_path={clf}", "--port=0", "--rest_api_port=0",
                        "--file_system_poll_wait_seconds=0.5", "--enable_batching", "--max_batch_size=16",
                        "--batch_timeout_micros=2000", "--rest_api_max_request_bytes=200000"], str(root / "a.log"))
-    b = ServerProcess([f"--model_config_file={config}", "--port", "0", "--rest_api_port", "0"], str(root / "b.log"))
+    b = ServerProcess([f"--model_config_file={config}", "--port", "0", "--rest_api_port", "0",
+                       "--allow_grpc_reload_config", "--rest_api_max_connections=24",
+                       "--rest_api_header_timeout_seconds=2"], str(root / "b.log"))
     try:
-        yield {"a": a.wait_ready(), "b": b.wait_ready(), "clf_base": str(clf), "store": str(store)}
+        yield {"a": a.wait_ready(), "b": b.wait_ready(), "clf_base": str(clf), "store": str(store),
+               "config": str(config), "multi_base": str(multi)}
     finally:
         a.stop()
         b.stop()
@@ -521,6 +524,14 @@ ERRORS = [
      "Expected regression signature method_name to be tensorflow/serving/regress. "
      "Was: tensorflow/serving/predict", None),
     ("POST", "/v1/models/clf:classify", {"instances": ["a"]}, 400, None, "key 'examples' is expected"),
+    # hostile input (issue 14): nesting that Python's json parses but the error dumps could not walk
+    # (was a RecursionError, HTTP 500), also inside {"b64": ...}; a lone surrogate escape (was a traceback)
+    ("POST", "/v1/models/clf:predict", '{"instances": [' + "[" * 400 + "]" * 400 + "]}", 400,
+     "JSON Parse error: The document is nested more than 128 levels deep.", None),
+    ("POST", "/v1/models/clf:predict", '{"instances": [{"b64": ' + "[" * 400 + "]" * 400 + "}]}", 400,
+     "JSON Parse error: The document is nested more than 128 levels deep.", None),
+    ("POST", "/v1/models/clf:predict", '{"instances": ["ok", "\\ud800"]}', 400,
+     "JSON Parse error: The surrogate pair in string is invalid. at offset: 22", None),
 ]
 
 
@@ -536,6 +547,86 @@ def test_errors_match_tf_serving(servers, session, method, path, body, code, mes
         assert error == message
     if substring is not None:
         assert substring in error
+
+
+def raw_exchange(port, data, timeout=30):
+    """Send raw bytes, read until the server closes: (status code, headers text, body bytes)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:  # after the answer: the server closed with our unread bytes
+            assert received, "the connection was reset before any answer"
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head.decode("latin-1"), body
+
+
+@pytest.mark.parametrize("request_bytes,code,substring", [
+    (b"GET /v1/models/clf\r\n\r\n", 400, "the request line has no HTTP version"),
+    (b"TRACE /v1/models/clf HTTP/1.1\r\nHost: x\r\n\r\n", 400, "Malformed request: TRACE /v1/models/clf"),
+    (b"BREW /v1/models/clf HTTP/1.1\r\nHost: x\r\n\r\n", 400, "Malformed request: BREW /v1/models/clf"),
+    (b"GET /v1/models/" + b"x" * 70000 + b" HTTP/1.1\r\n\r\n", 414, "URI Too Long"),
+    (b"GET /v1/models/clf HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n", 431,
+     "Too many headers"),
+    (b"GET /v1/models/clf HTTP/3.0\r\n\r\n", 505, "Invalid HTTP version"),
+])
+def test_protocol_edges_answer_json_and_close(servers, request_bytes, code, substring):
+    """http.server's own refusals (and methods it does not know) in TF Serving's {"error": ...} shape;
+    a request line without a version is answered at once instead of never (issue 14)."""
+    status, head, body = raw_exchange(servers["a"].rest_port, request_bytes)
+    assert status == code, (head, body[:200])
+    assert "Content-Type: application/json" in head
+    assert substring in json.loads(body)["error"]
+
+
+def test_slow_clients_lose_their_thread_and_good_requests_are_served(servers):
+    """Server B: 24 connections at most, 2 s for a request head. Slowloris sockets (a head never finished)
+    were held forever, one thread each (issue 14): now they are closed at the deadline, connections over
+    the bound get a 503 at once, and a good request is answered throughout."""
+    import socket
+
+    port, url = servers["b"].rest_port, servers["b"].url + "/v1/models/multi"
+    slow = []
+    for _ in range(16):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(b"GET /v1/models/multi HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        slow.append(sock)
+    started = time.time()
+    assert requests.get(url, timeout=30).status_code == 200  # 16 of 24 threads held: still served
+    assert time.time() - started < 1.9  # before the slow ones were reaped
+    extra = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(12)]  # 16 + 12 > 24
+    refused = 0
+    for sock in extra:
+        sock.settimeout(1.0)
+        try:
+            answer = sock.recv(4096)
+        except TimeoutError:
+            continue  # got a thread: waits for its head like the slow ones
+        if answer.startswith(b"HTTP/1.1 503"):
+            refused += 1
+            assert b"Too many connections" in answer and b"application/json" in answer
+    assert refused >= 3
+    for sock in slow:  # the server closes them at the 2 s deadline (plus the reaper's 0.25 s tick)
+        sock.settimeout(15)
+        try:
+            assert sock.recv(4096) == b""  # closed without an answer: the head never ended
+        except ConnectionResetError:
+            pass
+    assert time.time() - started < 15
+    for sock in slow + extra:
+        sock.close()
+    assert requests.get(url, timeout=30).status_code == 200
+
+
+def test_hostile_json_leaves_one_log_line_and_no_traceback(servers, session, api):
+    r = post(session, api + "/clf:predict", '{"instances": ["\\udfff"]}')
+    assert r.status_code == 400 and "surrogate pair" in r.json()["error"]
+    with open(servers["a"].log.name, encoding="utf-8", errors="replace") as log:
+        assert "Traceback" not in log.read()
 
 
 def test_paths_are_case_insensitive_and_outside_v1_is_404(servers, session):
@@ -646,8 +737,74 @@ def test_grpc_predict_metadata_status(servers):
         assert error(models.GetModelStatus, status_request) == (grpc.StatusCode.NOT_FOUND,
                                                                 "Could not find any versions of model nope")
 
+        # hostile input (issue 14): a negative dimension is numpy's "infer" to make_ndarray; TF's parser refuses it
+        negative = predict_pb2.PredictRequest()
+        negative.CopyFrom(request)
+        del negative.output_filter[:]
+        del negative.inputs["text"].tensor_shape.dim[:]
+        negative.inputs["text"].tensor_shape.dim.add(size=-1)
+        assert error(predict.Predict, negative) == (grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: text")
+        # without --allow_grpc_reload_config no client may replace the served models
+        from tensorflow_serving.apis import model_management_pb2
+
+        reload = model_management_pb2.ReloadConfigRequest()
+        model = reload.config.model_config_list.config.add(name="evil", base_path="/tmp", model_platform="tensorflow")
+        code, message = error(models.HandleReloadConfigRequest, reload)
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "--allow_grpc_reload_config" in message
+        assert requests.get(servers["a"].url + "/v1/models/clf", timeout=30).status_code == 200  # still served
+        assert model.name == "evil"
+
+
+def test_a_version_caught_mid_copy_loads_at_the_next_poll_and_names_a_missing_file(store, tmp_path):
+    """The poller meets a version whose copy has not finished: the error names the missing file (not an
+    opaque INTERNAL), and once the folder changed the next poll loads it, not the 60 s retry interval."""
+    from rubert_tf.serving.model_registry import ModelRegistry, config_from_flags
+
+    base = tmp_path / "clf"
+    partial = base / "3"
+    shutil.copytree(os.path.join(store, "1"), partial)
+    index = partial / "variables" / "variables.index"
+    index.rename(tmp_path / "variables.index")  # the copy has not reached this file yet
+    registry = ModelRegistry(config_from_flags("clf", str(base)), poll_wait_seconds=-1,
+                             load_retry_interval_seconds=60.0)
+    registry.poll()
+    state = registry._models["clf"].versions[3]
+    assert (state.state, state.error_code) == ("END", "NOT_FOUND")
+    assert state.error_message.endswith("variables/variables.index is missing (an unfinished copy of the version?)")
+    registry.poll()  # nothing changed: waits for the retry interval
+    assert state.failures == 1 and state.state == "END"
+    (tmp_path / "variables.index").rename(index)  # the copy finishes
+    started = time.time()
+    registry.poll()
+    assert state.state == "AVAILABLE" and time.time() - started < 30
+    registry.stop()
+
 
 # ---------------------------------------------------------------------------------------------- config file
+
+def test_grpc_reload_config_only_inside_the_starting_base_paths(servers):
+    """Server B runs with --allow_grpc_reload_config: its own config reloads; a base path outside the
+    one it started with (or escaping it with ..) is refused and nothing changes."""
+    import grpc
+    from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
+    from rubert_tf.serving.model_registry import parse_config_file
+
+    with grpc.insecure_channel(f"127.0.0.1:{servers['b'].grpc_port}") as channel:
+        models = model_service_pb2_grpc.ModelServiceStub(channel)
+        for outside in ("/", os.path.join(servers["multi_base"], "..", "..")):
+            reload = model_management_pb2.ReloadConfigRequest()
+            reload.config.CopyFrom(parse_config_file(servers["config"]))
+            reload.config.model_config_list.config[0].base_path = outside
+            with pytest.raises(grpc.RpcError) as info:
+                models.HandleReloadConfigRequest(reload, timeout=30)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED, outside
+            assert "outside the base paths this server was started with" in info.value.details()
+        reload = model_management_pb2.ReloadConfigRequest()
+        reload.config.CopyFrom(parse_config_file(servers["config"]))
+        assert models.HandleReloadConfigRequest(reload, timeout=60).status.error_code == 0
+    assert requests.get(servers["b"].url + "/v1/models/multi", timeout=30).status_code == 200
+
 
 def test_config_file_policies_versions_and_labels(servers):
     url = servers["b"].url + "/v1/models"

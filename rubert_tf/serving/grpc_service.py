@@ -6,6 +6,7 @@ end in "...[truncated]"). Tensors cross the wire as TensorProtos (tf.make_ndarra
 """
 
 import logging
+import os
 from concurrent import futures
 
 import grpc
@@ -46,6 +47,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             servable = self.core.resolve(*_spec(request.model_spec))
             inputs = {}
             for alias, proto in request.inputs.items():
+                # make_ndarray would take a -1 as numpy's "infer this dimension": TF's parser refuses it.
+                if proto.tensor_shape.unknown_rank or any(dim.size < 0 for dim in proto.tensor_shape.dim):
+                    raise invalid_argument(f"tensor parsing error: {alias}")
                 try:
                     inputs[alias] = tf.make_ndarray(proto)
                 except Exception:
@@ -87,9 +91,30 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         _abort(context, StatusError("UNIMPLEMENTED", "MultiInference is not supported by rubert-tf serve"))
 
 
+def _inside(path, roots):
+    """Whether `path` is one of `roots` or inside one (symlinks resolved, so ../ and links cannot escape)."""
+    if "://" in path:  # gs://, s3://: compared as written
+        return any(path.rstrip("/") == root.rstrip("/") or path.startswith(root.rstrip("/") + "/") for root in roots)
+    real = os.path.realpath(path)
+    for root in roots:
+        if "://" in root:
+            continue
+        root = os.path.realpath(root)
+        if real == root or os.path.commonpath([real, root]) == root:
+            return True
+    return False
+
+
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, core):
+    """GetModelStatus, and HandleReloadConfigRequest only when the server was started with
+    --allow_grpc_reload_config: unlike TF Serving (which always accepts it), any local client could
+    otherwise unload every model and load a SavedModel (which may run any op) from any folder. Even then
+    the new config's base paths must lie inside the base paths the server started with."""
+
+    def __init__(self, core, allow_reload=False, allowed_base_paths=()):
         self.core = core
+        self.allow_reload = allow_reload
+        self.allowed_base_paths = tuple(allowed_base_paths)
 
     def GetModelStatus(self, request, context):
         try:
@@ -101,6 +126,14 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     def HandleReloadConfigRequest(self, request, context):
         try:
+            if not self.allow_reload:
+                raise StatusError("PERMISSION_DENIED", "HandleReloadConfigRequest is disabled: start rubert-tf serve "
+                                  "with --allow_grpc_reload_config to let gRPC clients change the served models")
+            for model in request.config.model_config_list.config:
+                if not _inside(model.base_path, self.allowed_base_paths):
+                    raise StatusError("PERMISSION_DENIED", f"model {model.name}: base_path {model.base_path!r} is "
+                                      "outside the base paths this server was started with ("
+                                      + ", ".join(self.allowed_base_paths) + ")")
             self.core.registry.reload_config(request.config)
             return model_management_pb2.ReloadConfigResponse()
         except Exception as error:
@@ -108,14 +141,15 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 class GrpcServer:
-    def __init__(self, host, port, core, max_workers=16):
+    def __init__(self, host, port, core, max_workers=16, allow_reload_config=False, allowed_base_paths=()):
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
                    ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
                    ("grpc.so_reuseport", 0)]
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
                                   options=options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), self.server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), self.server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(core, allow_reload_config, allowed_base_paths), self.server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             self.port = self.server.add_insecure_port(address)

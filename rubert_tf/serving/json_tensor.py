@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import math
+import re
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
@@ -85,9 +86,56 @@ def parse_json(body):
         raise invalid_argument(f"JSON Parse error: {message} at offset: {error.pos}") from None
     except RecursionError:
         raise invalid_argument("JSON Parse error: The document is nested too deeply.") from None
+    _check_document(doc, text)
     if not isinstance(doc, dict):
         raise invalid_argument(f"JSON Value: {json_value_to_string(doc)} Is not object")
     return doc
+
+
+# Deeper than any tensor a signature takes (TF's rank limit is 254, but no request nests more than a few
+# levels); every recursive walk of a request (the error messages' JSON Value dumps) stays far from
+# Python's recursion limit.
+MAX_JSON_DEPTH = 128
+# Surrogates that only a \\uXXXX escape without its pair can produce: invalid UTF-8 bytes survive the
+# surrogateescape decoding as U+DC80..U+DCFF, which are left alone (rapidjson passes such bytes through).
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _check_document(doc, text):
+    """rapidjson's refusals that Python's json module lacks: nesting too deep for the walks that follow,
+    and a \\uD800-\\uDFFF escape that is not half of a surrogate pair (INVALID_ARGUMENT, as TF Serving)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (list, dict)):
+            if depth > MAX_JSON_DEPTH:
+                raise invalid_argument(f"JSON Parse error: The document is nested more than {MAX_JSON_DEPTH} "
+                                       "levels deep.")
+            items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+            for key, item in items:
+                if key is not None:
+                    stack.append((key, depth))
+                stack.append((item, depth + 1))
+        elif isinstance(value, str) and _LONE_SURROGATE.search(value):
+            offset = _lone_surrogate_offset(text)
+            where = f" at offset: {offset}" if offset is not None else ""
+            raise invalid_argument(f"JSON Parse error: The surrogate pair in string is invalid.{where}")
+
+
+def _lone_surrogate_offset(text):
+    """Offset of the first \\uD800-\\uDFFF escape that is not a high surrogate followed by a low one."""
+    paired_low = -1
+    for match in _SURROGATE_ESCAPE.finditer(text):
+        if match.start() == paired_low:
+            continue
+        escape = match.group()
+        after = text[match.end():match.end() + 6]
+        if escape[3] in "89abAB" and _SURROGATE_ESCAPE.fullmatch(after) and after[3] in "cdefCDEF":
+            paired_low = match.end()
+            continue
+        return match.start()
+    return None
 
 
 def signature_name_from_json(doc):

@@ -55,6 +55,7 @@ class VersionState:
         self.servable = None
         self.failures = 0
         self.retry_at = 0.0
+        self.fingerprint = None   # the folder as it was when loading it failed
 
 
 class _Model:
@@ -167,12 +168,47 @@ def _read_signature_defs(path, tags):
                                    "CLI: `saved_model_cli`")
 
 
+_SHARD = re.compile(r"variables\.data-(\d+)-of-(\d+)")
+
+
+def _check_variables(path):
+    """A variables/ folder without its index or one of its data shards (a copy not finished, a file
+    lost) names the missing file, where TF's own loader reports an opaque INTERNAL error."""
+    folder = os.path.join(path, "variables")
+    if not os.path.isdir(folder):
+        return
+    names = set(os.listdir(folder))
+    if "variables.index" not in names:
+        raise StatusError("NOT_FOUND", f"{folder}/variables.index is missing (an unfinished copy of the version?)")
+    shards = [_SHARD.fullmatch(n) for n in names]
+    counts = {int(m.group(2)) for m in shards if m}
+    expected = max(counts) if counts else 1
+    for index in range(expected):
+        shard = f"variables.data-{index:05d}-of-{expected:05d}"
+        if shard not in names:
+            raise StatusError("NOT_FOUND", f"{folder}/{shard} is missing (an unfinished copy of the version?)")
+
+
+def folder_fingerprint(path):
+    """(files, bytes, newest mtime) of a version folder: changes while a copy is still going on."""
+    count = size = newest = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                info = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            count, size, newest = count + 1, size + info.st_size, max(newest, info.st_mtime_ns)
+    return count, size, newest
+
+
 def load_servable(name, version, path, tags=("serve",)):
     """tf.saved_model.load with tensorflow_text's ops registered, as the model server links them."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops our SavedModels use)
 
     signature_defs = _read_signature_defs(path, tags)
+    _check_variables(path)
     loaded = tf.saved_model.load(path, tags=list(tags))
     functions = {key: loaded.signatures[key] for key in loaded.signatures.keys()}
     return Servable(name, version, path, signature_defs, functions, loaded)
@@ -256,7 +292,13 @@ class ModelRegistry:
                 elif state.state in ("AVAILABLE", "LOADING"):
                     continue
                 elif state.failures and (state.failures > self._max_load_retries or time.time() < state.retry_at):
-                    continue
+                    # A version caught mid-copy is tried again at the next poll once its folder changed,
+                    # not after the fixed retry interval (a 4 s copy would wait 60 s).
+                    if state.fingerprint is None or folder_fingerprint(state.path) == state.fingerprint:
+                        continue
+                    log.info("Servable {name: %s version: %d}: its folder changed since loading failed: retrying",
+                             config.name, version)
+                    state.failures = 0  # a copy still growing is not a version that keeps failing
             self._load(model, state)
         with self._lock:
             any_aspired_available = any(s.state == "AVAILABLE" for v, s in model.versions.items() if v in aspired)
@@ -284,6 +326,7 @@ class ModelRegistry:
                 state.error_message = status.message
                 state.failures += 1
                 state.retry_at = time.time() + self._retry_interval
+                state.fingerprint = folder_fingerprint(state.path)
             log.error("Loading servable: {name: %s version: %d} failed: %s", name, state.version, status.message)
             return
         with self._lock:

@@ -8,7 +8,10 @@ is not an API call is 400 "Malformed request: METHOD PATH"; paths outside /v1 ar
 import json
 import logging
 import re
+import socket
+import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -128,7 +131,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server_version = "rubert-tf-serve"
     sys_version = ""
     disable_nagle_algorithm = True   # else headers and body in two segments meet delayed ACKs: +40 ms
-    timeout = 300                    # seconds an idle keep-alive connection may hold its thread
+    timeout = 30                     # seconds one read may wait (the deadlines below bound the total)
+
+    def handle_one_request(self):
+        # Waiting for a request line and headers (also on an idle keep-alive connection) has a deadline:
+        # a client that sends them a byte at a time (slowloris) loses the connection and its thread.
+        self.server.watch(self, self.server.header_timeout)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.unwatch(self)
 
     def log_request(self, code="-", size="-"):
         if log.isEnabledFor(logging.DEBUG):   # one line per request only when asked for
@@ -200,7 +212,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self):
         path = urllib.parse.urlsplit(self.path).path if not self.path.startswith("/") else self.path.split("?", 1)[0]
+        self.server.watch(self, self.server.body_timeout)  # the body too must arrive in bounded time
         body = self._read_body()
+        self.server.unwatch(self)  # not while the model runs
         if body is None:
             return
         if not PATH_REGEX.fullmatch(path):
@@ -211,27 +225,142 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _handle
 
+    def __getattr__(self, name):
+        # Any other method (TRACE, CONNECT, made-up ones) gets the API's own answer, as in TF Serving:
+        # "Malformed request: METHOD PATH" under /v1, 404 elsewhere; http.server would send a 501 page.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def parse_request(self):
+        words = str(self.raw_requestline, "iso-8859-1").split()
+        if len(words) == 2:  # "GET /" without a version (HTTP/0.9): http.server would wait for headers and
+            self.requestline = " ".join(words)  # then answer without any (and fail): a plain 400, then close
+            self.command, self.path, self.request_version = None, words[1], "HTTP/1.0"
+            self.close_connection = True
+            self.send_error(400, "Bad request: the request line has no HTTP version")
+            return False
+        if not super().parse_request():
+            return False
+        self.server.unwatch(self)  # the head is in
+        return True
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (400 bad request line, 414, 431, ...) in TF Serving's error shape,
+        {"error": ...} JSON, and the connection closed: after such a request the stream cannot be trusted."""
+        if self.request_version == "HTTP/0.9":  # http.server's placeholder until the version is read:
+            self.request_version = "HTTP/1.0"  # with it, the answer would go out without a status line
+        self.log_message("%d %s", code, message or "")
+        text = message or self.responses.get(code, ("error",))[0]
+        self._send(code, error_json(text), close=True)
+        # The rest of a refused request is still unread: closing now would reset the connection and the
+        # client could lose the answer. Read (a bounded amount of) it first.
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.5)
+            for _ in range(64):
+                if not self.connection.recv(65536):
+                    break
+        except OSError:
+            pass
+
 
 class RestServer(ThreadingHTTPServer):
+    """One thread per connection, at most `max_connections` of them: a connection over that bound is
+    answered 503 at once and closed, without a thread. A connection must deliver each request head
+    (request line + headers) within `header_timeout` seconds of waiting for it, and its body within
+    `body_timeout`; otherwise a reaper closes it (slow clients cannot pin threads)."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, host, port, core, max_request_bytes):
+    def __init__(self, host, port, core, max_request_bytes, max_connections=256, header_timeout=10.0,
+                 body_timeout=60.0):
         self.api = RestApiHandler(core)
         self.max_request_bytes = max_request_bytes
+        self.header_timeout, self.body_timeout = float(header_timeout), float(body_timeout)
+        self.max_connections = int(max_connections)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._deadlines = {}  # handler -> monotonic deadline of what it is waiting for
+        self._deadlines_lock = threading.Lock()
+        self._reaper_stop = threading.Event()
         super().__init__((host, port), _RequestHandler)
-        self._thread = None
+        self._thread = self._reaper = None
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            body = error_json(f"Too many connections (--rest_api_max_connections={self.max_connections}); "
+                              "retry later").encode()
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def watch(self, handler, seconds):
+        with self._deadlines_lock:
+            self._deadlines[handler] = time.monotonic() + seconds
+
+    def unwatch(self, handler):
+        with self._deadlines_lock:
+            self._deadlines.pop(handler, None)
+
+    def _reap(self):
+        while not self._reaper_stop.wait(0.25):
+            now = time.monotonic()
+            with self._deadlines_lock:
+                late = [h for h, deadline in self._deadlines.items() if deadline <= now]
+                for handler in late:
+                    del self._deadlines[handler]
+            for handler in late:
+                handler.close_connection = True
+                try:  # wakes the thread blocked in recv(): it sees the end of the stream and returns
+                    handler.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            if late:
+                log.warning("closed %d connection(s) that did not send a request in time (%.0f s for the "
+                            "request line and headers, %.0f s for a body)", len(late), self.header_timeout,
+                            self.body_timeout)
+
+    def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # the client went away, or the reaper closed a late connection
+            log.debug("connection from %s ended: %s", client_address, error)
+            return
+        log.exception("REST connection from %s failed", client_address)
+
+    def connections(self):
+        """Connections holding a thread now."""
+        return self.max_connections - self._slots._value
 
     @property
     def port(self):
         return self.server_address[1]
 
     def start(self):
+        self._reaper = threading.Thread(target=self._reap, name="rest-api-deadlines", daemon=True)
+        self._reaper.start()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="rest-api", daemon=True)
         self._thread.start()
 
     def stop(self):
+        self._reaper_stop.set()
         self.shutdown()
         self.server_close()

@@ -46,7 +46,16 @@ def build_parser(prog="rubert-tf serve"):
     flag("--grpc_host", default="127.0.0.1", help="gRPC bind address (default %(default)s)")
     flag("--rest_api_port", type=int, default=8501, help="REST port (0: a free one; default %(default)s)")
     flag("--rest_api_host", default="127.0.0.1", help="REST bind address (default %(default)s)")
-    flag("--rest_api_num_threads", type=int, default=0, help="accepted for compatibility (one thread per connection)")
+    flag("--rest_api_num_threads", type=int, default=0, help="accepted for compatibility (one thread per connection, "
+                                                             "see --rest_api_max_connections)")
+    flag("--rest_api_max_connections", type=int, default=256,
+         help="REST connections served at once (one thread each); more are answered 503 at once (default "
+              "%(default)s)")
+    flag("--rest_api_header_timeout_seconds", type=float, default=10.0,
+         help="time a REST connection has to send each request line and headers, idle keep-alive included; "
+              "then it is closed (slow clients cannot hold threads; default %(default)s)")
+    flag("--rest_api_body_timeout_seconds", type=float, default=60.0,
+         help="time a REST request has to send its body (default %(default)s)")
     flag("--rest_api_timeout_in_ms", type=int, default=30000, help="accepted for compatibility")
     flag("--rest_api_max_request_bytes", type=int, default=64 << 20,
          help="largest REST request body; larger ones get 413 (default %(default)s)")
@@ -72,6 +81,9 @@ def build_parser(prog="rubert-tf serve"):
          help="how long a batch waits to fill up (TF Serving default 0: take what is queued)")
     flag("--num_batch_threads", type=int, default=None, help="batches run at once (default: CPUs)")
     flag("--max_enqueued_batches", type=int, default=None, help="queue bound in batches (default 100)")
+    boolean("--allow_grpc_reload_config", False,
+            "let gRPC ModelService/HandleReloadConfigRequest replace the served models (TF Serving always "
+            "does; here it is off by default, and new base paths must lie inside the starting ones)")
     boolean("--allow_version_labels_for_unavailable_models", False, "accepted for compatibility (labels are "
                                                                     "resolved per request)")
     flag("--tensorflow_intra_op_parallelism", type=int, default=0)
@@ -145,9 +157,14 @@ class ModelServer:
         self.registry.start()   # the first versions are loaded before the ports open, as in TF Serving
 
         workers = args.grpc_max_threads or 4 * (os.cpu_count() or 1)
-        self.grpc = GrpcServer(args.grpc_host, args.port, core, max_workers=workers)
+        self.grpc = GrpcServer(args.grpc_host, args.port, core, max_workers=workers,
+                               allow_reload_config=args.allow_grpc_reload_config,
+                               allowed_base_paths=[m.base_path for m in config.model_config_list.config])
         self.grpc.start()
-        self.rest = RestServer(args.rest_api_host, args.rest_api_port, core, args.rest_api_max_request_bytes)
+        self.rest = RestServer(args.rest_api_host, args.rest_api_port, core, args.rest_api_max_request_bytes,
+                               max_connections=args.rest_api_max_connections,
+                               header_timeout=args.rest_api_header_timeout_seconds,
+                               body_timeout=args.rest_api_body_timeout_seconds)
         self.rest.start()
         if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
             self._config_thread = threading.Thread(target=self._poll_config, daemon=True, name="config-poll")
