@@ -196,7 +196,8 @@ def main(argv=None):
         words = (SENTENCE + " ") * int(args.big_mb * 1e6 / len((SENTENCE + " ").encode()))
         before = rss_mb(proc.pid)
         started = time.time()
-        big = requests.post(predict, data=json.dumps({"instances": [words]}), timeout=600)
+        body = json.dumps({"instances": [words]}, ensure_ascii=False).encode()  # \uXXXX would triple it
+        big = requests.post(predict, data=body, timeout=600)
         seconds = time.time() - started
         after = rss_mb(proc.pid)
         small = requests.post(predict, json={"instances": [words[:20000]]}, timeout=60)

@@ -65,7 +65,8 @@ pretraining then gets the budget it has left, estimated from the steps done). Th
 results are kept in work/settings.json; another invocation with other values for them is refused (use
 another --work). --tasks, --seeds and --objectives may grow between invocations.
 
-Results: not run yet.
+Results: BENCHMARKS.md, section "Russian tasks" (a reduced run so far: RTD only, 40 minutes, RuSentNE and
+RuCoLA; see there).
 """
 
 import argparse
