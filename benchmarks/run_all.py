@@ -1,55 +1,55 @@
-"""All of issue 8's speed rows in one run: rubert_tf vs keras-hub vs HuggingFace transformers (PyTorch CPU).
+"""All the speed rows in one run: rubert_tf (Keras, SavedModel, LiteRT float32/int8) vs keras-hub vs
+HuggingFace transformers (PyTorch CPU, float and dynamic int8), each system in its own process.
 
     python benchmarks/run_all.py                          # every row, writes BENCHMARKS.md
-    python benchmarks/run_all.py --quick                  # few iterations, small inputs (smoke test)
-    python benchmarks/run_all.py --rows peak,infer-tiny2,train --precisions float32
+    python benchmarks/run_all.py --quick                  # few rounds, small inputs (smoke test)
+    python benchmarks/run_all.py --rows peak,infer-tiny2,train --precisions float32,int8
     python benchmarks/run_all.py --rows tokenizer --quick --output /tmp/b.md
 
 Rows (`--rows`, comma-separated): peak (tf.matmul peak), infer-tiny2 (32x128), infer-base (8x128),
 realistic (RuSentNE sentences, batch 32, each system padding as it normally does), train (classifier step,
-tiny2 32x128), tokenizer (ruslit lines), serving (REST p50/p99 and throughput of an exported tiny2
-classifier via benchmarks/serving_latency.py). `infer` = infer-tiny2,infer-base.
+tiny2 32x128), tokenizer (ruslit lines), serving (one client's latency and 4 clients' throughput of an
+exported tiny2 classifier via benchmarks/serving_latency.py). `infer` = infer-tiny2,infer-base.
+Precisions (`--precisions`): float32, bfloat16 (training: mixed bfloat16), int8 (inference only: our
+LiteRT int8 export vs torch's dynamic int8 quantization of HF's Linear layers).
+
+Harness (benchmarks/process_rounds.py, benchmarks/bench_worker.py): every system of a row runs in its own
+fresh process (TF's pools and torch's OpenMP threads never share the CPUs), all with --threads threads;
+after each one's warm-up, rounds run every system in an order shuffled per round; a system's figure is
+its best round (noise only adds time), the median is kept in the JSON. Inference batches have real
+padding (row lengths uniform in [T/4, T], one row full) and every system gets the same ids and mask;
+tokenizers must produce the same ids/segments/mask arrays (checked by digest). Each row records the
+load average (`uptime`) at its start and end; the header records the CPU.
 
 Every model has random weights and the real shapes (rubert-tiny2: 83828 vocab, 312 hidden, 3 layers,
-12 heads, 600 intermediate; rubert-base-cased: 119547, 768, 12, 12, 3072). All systems use 2 threads
-(TF intra-op = --threads, torch.set_num_threads(--threads)); all run in this one process.
-
-Timing: each row runs its systems in interleaved rounds (A, B, C, A, B, C, ...) after a warm-up; a
-system's time is its best round (noise on a shared machine only ever adds time), so ratios come from
-the same minutes of the same run. The matmul peak is measured the same way (sizes 512..2048, at the
-start and at the end of the run; the best counts).
+12 heads, 600 intermediate; rubert-base-cased: 119547, 768, 12, 12, 3072).
 
 FLOPs per token (forward) of a BERT encoder with L layers, hidden H, intermediate I, sequence length T:
     2 * (4*H*H + 2*H*I) * L       # the matmul weights (Q, K, V, attention output; FFN in and out), 2 FLOPs/MAC
   + 4 * T * H * L                 # attention: scores Q.K^T (2*T*H) and probabilities.V (2*T*H)
 (embedding lookups, LayerNorm, softmax, GELU and the pooler/classifier are left out: < 1%). A training
-step counts 3x the forward (backward = 2x forward). Utilisation = tokens/s * FLOPs/token / matmul peak
-at the row's precision (mixed bfloat16 rows are compared to the bfloat16 peak).
+step counts 3x the forward. Utilisation = padded tokens/s * FLOPs/token / matmul peak at the row's
+precision (every system computes the padded batch; int8 rows are not compared to a peak).
 """
 
 import argparse
-import csv
 import datetime
 import gc
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-TINY2 = dict(name="tiny2", vocab_size=83828, hidden_size=312, num_hidden_layers=3, num_attention_heads=12,
-             intermediate_size=600, max_position_embeddings=2048)
-BASE = dict(name="base", vocab_size=119547, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-            intermediate_size=3072, max_position_embeddings=512)
+from bench_worker import BASE, TINY2  # noqa: E402  (one definition of the shapes)
+
 ALL_ROWS = ("peak", "infer-tiny2", "infer-base", "realistic", "train", "tokenizer", "serving")
-SYSTEMS = ("ours", "keras-hub", "hf")
+SYSTEMS = ("ours", "keras-hub", "hf")  # the report's columns; variants of ours and hf-int8 are rows
 
 
 def flops_per_token(shape, seq_len):
@@ -57,353 +57,92 @@ def flops_per_token(shape, seq_len):
     return (2 * (4 * h * h + 2 * h * i) + 4 * seq_len * h) * layers
 
 
-# ---------------------------------------------------------------------------------------------- timing
-
-def interleaved(systems, rounds, iters, warmup=1):
-    """systems: name -> callable running one unit of work (blocking). Returns name -> best seconds per unit."""
-    for fn in systems.values():
-        for _ in range(warmup):
-            fn()
-    best = {name: float("inf") for name in systems}
-    for _ in range(rounds):
-        for name, fn in systems.items():
-            started = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - started) / iters)
-    return best
-
-
-# ---------------------------------------------------------------------------------------------- setup
-
-def setup_threads(threads, inter_op):
-    import tensorflow as tf
-    import torch
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-
-
-def rubert_config(shape, num_labels=None):
-    import rubert_tf as rt
-
-    fields = {k: v for k, v in shape.items() if k != "name"}
-    config = rt.RuBertConfig.from_dict(dict(fields, type_vocab_size=2, hidden_act="gelu"))
-    return config
-
-
-def hf_config(shape, num_labels=2):
-    from transformers import BertConfig
-
-    return BertConfig(**{k: v for k, v in shape.items() if k != "name"}, type_vocab_size=2, hidden_act="gelu",
-                      num_labels=num_labels)
-
-
-def keras_hub_backbone(shape, dtype):
-    import keras_hub
-
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=shape["vocab_size"], num_layers=shape["num_hidden_layers"],
-        num_heads=shape["num_attention_heads"], hidden_dim=shape["hidden_size"],
-        intermediate_dim=shape["intermediate_size"], max_sequence_length=shape["max_position_embeddings"],
-        num_segments=2, dtype=dtype)
-
-
-def fixed_batch(shape, batch, seq_len, seed=0):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, shape["vocab_size"], size=(batch, seq_len)).astype("int32")
-    ids[:, 0], ids[:, -1] = 2, 3
-    return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids)}
-
-
-def tf_inputs(batch):
-    import tensorflow as tf
-
-    return {k: tf.constant(v) for k, v in batch.items()}
-
-
-def torch_inputs(batch):
-    import torch
-
-    return {"input_ids": torch.from_numpy(batch["token_ids"].astype("int64")),
-            "token_type_ids": torch.from_numpy(batch["segment_ids"].astype("int64")),
-            "attention_mask": torch.from_numpy(batch["padding_mask"].astype("int64"))}
-
-
-def keras_dtype(precision):
-    return {"float32": "float32", "bfloat16": "bfloat16", "mixed_bfloat16": "mixed_bfloat16"}[precision]
-
-
 # ---------------------------------------------------------------------------------------------- rows
 
-def measure_peak(args):
-    """Best FLOP/s of a square tf.matmul over sizes 512, 1024, 2048 and many short rounds (short units catch
-    the quiet moments of a shared machine). Returns precision -> FLOP/s."""
-    import tensorflow as tf
+def load_now():
+    return os.getloadavg()[0]
 
+
+def timed(args, setups, rounds):
+    """process_rounds.time_systems with this run's threads, log and progress; returns (results, load
+    at start, load at end)."""
+    from process_rounds import time_systems
+
+    before = load_now()
+    results = time_systems(setups, rounds=rounds, threads=args.threads, inter_op=args.inter_op, log=args.log,
+                           seed=len(args.timed_rows))
+    args.timed_rows.append(setups)
+    return results, before, load_now()
+
+
+def measure_peak(args):
+    """Best FLOP/s of a square tf.matmul (n = 512, 1024, 2048, each in its own process). precision -> FLOP/s."""
     results = {}
     for precision in ("float32", "bfloat16"):
-        best = 0.0
-        for n in (512, 1024, 2048):
-            a = tf.cast(tf.random.normal([n, n], seed=1), precision)
-            b = tf.cast(tf.random.normal([n, n], seed=2), precision)
-            matmul = tf.function(lambda x, y: tf.matmul(x, y)[0, 0])
-            seconds = interleaved({"peak": lambda: matmul(a, b).numpy()}, rounds=8 if args.quick else 20, iters=1,
-                                  warmup=3)
-            best = max(best, 2 * n ** 3 / seconds["peak"])
-        results[precision] = best
+        setups = {f"n{n}": dict(row="peak", system="tf", precision=precision, n=n, warmup=3) for n in (512, 1024, 2048)}
+        timings, _, _ = timed(args, setups, rounds=8 if args.quick else 20)
+        results[precision] = max(t["info"]["flops"] / t["best"] for t in timings.values() if "best" in t)
     return results
 
 
-def measure_inference(args, shape, batch_size, seq_len, precision, variants=None):
-    """Encoder forward at a fixed shape; returns name -> seconds per batch."""
-    import tensorflow as tf
-    import torch
-    from transformers import BertModel
-
-    import rubert_tf as rt
-
-    batch = fixed_batch(shape, batch_size, seq_len)
-    tf_batch, torch_batch = tf_inputs(batch), torch_inputs(batch)
-    dtype = keras_dtype(precision)
-    systems = {}
-    keep = []
-    if "ours" in args.systems:
-        ours = rt.RuBertEncoder(rubert_config(shape), dtype=dtype)
-        call = tf.function(lambda x: ours(x, training=False)["sequence_output"], jit_compile=args.xla)
-        systems["ours"] = lambda: call(tf_batch).numpy()
-        keep.append(ours)
-    if "keras-hub" in args.systems:
-        backbone = keras_hub_backbone(shape, dtype)
-        kcall = tf.function(lambda x: backbone(x, training=False)["sequence_output"])
-        systems["keras-hub"] = lambda: kcall(tf_batch).numpy()
-        keep.append(backbone)
-    if "hf" in args.systems:
-        model = BertModel(hf_config(shape)).eval()
-        if precision == "bfloat16":
-            model = model.to(torch.bfloat16)
-
-        def hf():
-            with torch.inference_mode():
-                return model(**torch_batch).last_hidden_state.float().numpy()
-        systems["hf"] = hf
-        keep.append(model)
-    for name, fn in (variants or {}).items():
-        systems[name] = fn
-    return interleaved(systems, rounds=args.rounds * 3, iters=1, warmup=2)
+INFER_SYSTEMS = {
+    # precision -> systems; the first is the row's "ours", the rest of ours are variant rows
+    "float32": ("ours", "ours-savedmodel", "ours-litert", "keras-hub", "hf"),
+    "bfloat16": ("ours", "keras-hub", "hf"),
+    "int8": ("ours-litert-int8", "hf-int8"),
+}
 
 
-def measure_training(args, shape, batch_size, seq_len, precision):
-    """One optimizer step of a 3-class classifier (AdamW, dropout on); returns name -> seconds per step."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-    import torch
-    from transformers import BertForSequenceClassification
-
-    import rubert_tf as rt
-    from rubert_tf.training import AdamW
-
-    batch = fixed_batch(shape, batch_size, seq_len)
-    labels = np.random.default_rng(1).integers(0, 3, size=(batch_size,)).astype("int32")
-    tf_batch = tf_inputs(batch)
-    systems = {}
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(keras_dtype(precision))
-    try:
-        if "ours" in args.systems:
-            # rubert_tf.training.AdamW: what create_optimizer / finetune use (fused update); "ours-sparse" adds
-            # the documented flag sparse_updates=True (finetune --sparse-embedding-updates).
-            y = {"logits": tf.constant(labels)}
-            for name, sparse in (("ours", False), ("ours-sparse", True)):
-                model = rt.RuBertClassifier(rubert_config(shape), num_labels=3)
-                model.compile(optimizer=AdamW(1e-5, sparse_updates=sparse),
-                              loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
-                              jit_compile=args.xla)
-                systems[name] = (lambda m: lambda: m.train_on_batch(tf_batch, y))(model)
-        if "keras-hub" in args.systems:
-            import keras_hub
-
-            backbone = keras_hub_backbone(shape, None)
-            kh = keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=None)
-            kh.compile(optimizer=keras.optimizers.AdamW(1e-5),
-                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
-            ky = tf.constant(labels)
-            systems["keras-hub"] = lambda: kh.train_on_batch(tf_batch, ky)
-    finally:
-        keras.config.set_dtype_policy(previous)
-    if "hf" in args.systems:
-        model = BertForSequenceClassification(hf_config(shape, num_labels=3)).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        torch_batch = torch_inputs(batch)
-        torch_labels = torch.from_numpy(labels.astype("int64"))
-
-        def hf():
-            if precision == "mixed_bfloat16":
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    loss = model(**torch_batch, labels=torch_labels).loss
-            else:
-                loss = model(**torch_batch, labels=torch_labels).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            return float(loss.detach())
-        systems["hf"] = hf
-    return interleaved(systems, rounds=args.rounds * 2, iters=1, warmup=2)
+def measure_inference(args, shape, batch, seq_len, precision):
+    systems = [s for s in INFER_SYSTEMS[precision] if s.split("-")[0] in args.systems or s in args.systems]
+    setups = {s: dict(row="infer", system=s, precision="float32" if precision == "int8" else precision,
+                      shape=shape["name"], batch=batch, seq_len=seq_len) for s in systems}
+    return timed(args, setups, rounds=args.rounds * 3)
 
 
-def rusentne_sentences(limit):
-    path = os.path.join(DATA, "rusentne2023", "train_data.csv")
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    sentences = [row["sentence"] for row in rows]
-    return sentences[:limit]
+def measure_training(args, precision):
+    systems = [s for s in ("ours", "ours-sparse", "keras-hub", "hf") if s.split("-")[0] in args.systems]
+    setups = {s: dict(row="train", system=s, precision=precision) for s in systems}
+    return timed(args, setups, rounds=args.rounds * 2)
 
 
-def ruslit_lines(limit):
-    lines = []
-    with open(os.path.join(DATA, "ruslit", "ruslit_train.txt"), encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line:
-                lines.append(line)
-                if len(lines) >= limit:
-                    break
-    return lines
-
-
-def measure_realistic(args, precision="float32"):
-    """Raw sentences in, logits out (tokenization included), batch 32, each system padding as usual:
-    ours sorts the texts by character length (length bucketing) and pads each batch to its longest row,
-    rounded up to a multiple of 8 (rubert_tf.data.batching.pad_to_multiple), in one tf.function;
-    keras-hub runs BertTextClassifier.predict with its preprocessor (fixed sequence_length padding);
-    HF runs pipeline("text-classification") with the fast tokenizer (pads to the batch's longest).
-    Returns (name -> seconds for all sentences, real tokens, sentence count, mean length)."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-    import torch
-    from transformers import BertForSequenceClassification, PreTrainedTokenizerFast, pipeline
-
-    import rubert_tf as rt
-    from rubert_tf.data.batching import pad_to_multiple
-
-    sentences = rusentne_sentences(128 if args.quick else 512)
-    tiny2_dir = os.path.join(DATA, "rubert-tiny2")
-    tokenizer = rt.RuBertTokenizer.from_pretrained(tiny2_dir)
-    lengths = tf.reduce_sum(tokenizer(sentences, max_length=512, padding="longest")["padding_mask"], 1).numpy()
-    real_tokens = int(lengths.sum())
-    seq_len_kh = int(min(512, -(-int(lengths.max()) // 8) * 8))
-    batch_size = 32
-    dtype = keras_dtype(precision)
-    systems = {}
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(dtype)
-    try:
-        if "ours" in args.systems:
-            clf = rt.RuBertClassifier(rubert_config(TINY2), num_labels=3)
-
-            @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], jit_compile=False)
-            def classify(texts):
-                return clf(pad_to_multiple(tokenizer(texts, max_length=512, padding="longest")),
-                           training=False)["logits"]
-
-            def ours():
-                order = np.argsort([len(s) for s in sentences], kind="stable")
-                ordered = [sentences[i] for i in order]
-                logits = np.concatenate([classify(tf.constant(ordered[i:i + batch_size])).numpy()
-                                         for i in range(0, len(ordered), batch_size)])
-                out = np.empty_like(logits)
-                out[order] = logits
-                return out
-            systems["ours"] = ours
-        if "keras-hub" in args.systems:
-            import keras_hub
-
-            kh_tokenizer = keras_hub.models.BertTokenizer(vocabulary=os.path.join(tiny2_dir, "vocab.txt"),
-                                                          lowercase=False)
-            preprocessor = keras_hub.models.BertTextClassifierPreprocessor(kh_tokenizer, sequence_length=seq_len_kh)
-            kh = keras_hub.models.BertTextClassifier(keras_hub_backbone(TINY2, None), num_classes=3,
-                                                     preprocessor=preprocessor)
-            systems["keras-hub"] = lambda: kh.predict(sentences, batch_size=batch_size, verbose=0)
-    finally:
-        keras.config.set_dtype_policy(previous)
-    if "hf" in args.systems:
-        hf_tokenizer = PreTrainedTokenizerFast(tokenizer_file=os.path.join(tiny2_dir, "tokenizer.json"),
-                                               unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                               sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
-        model = BertForSequenceClassification(hf_config(TINY2, num_labels=3)).eval()
-        if precision == "bfloat16":
-            model = model.to(torch.bfloat16)
-        classifier = pipeline("text-classification", model=model, tokenizer=hf_tokenizer, device=-1)
-
-        def hf():
-            with torch.inference_mode():
-                return classifier(sentences, batch_size=batch_size, truncation=True, max_length=512)
-        systems["hf"] = hf
-    seconds = interleaved(systems, rounds=max(1, args.rounds - 1), iters=1, warmup=1)
-    return seconds, real_tokens, len(sentences), float(lengths.mean()), seq_len_kh
+def measure_realistic(args):
+    setups = {s: dict(row="realistic", system=s, precision="float32", sentences=128 if args.quick else 512)
+              for s in ("ours", "keras-hub", "hf") if s in args.systems}
+    return timed(args, setups, rounds=max(1, args.rounds - 1))
 
 
 def measure_tokenizer(args):
-    """Lines of ruslit -> model inputs (ids, segments, mask; truncation at 512, padding to the longest),
-    1024 lines a call. Returns (name -> seconds per call, lines per call)."""
-    import keras_hub
-    import tensorflow as tf
-    from tokenizers import Tokenizer
-
-    import rubert_tf as rt
-
-    lines = ruslit_lines(1024)
-    tiny2_dir = os.path.join(DATA, "rubert-tiny2")
-    systems = {}
-    batch = tf.constant(lines)
-    if "ours" in args.systems:
-        ours = rt.RuBertTokenizer.from_pretrained(tiny2_dir)
-        call = tf.function(lambda t: ours(t, max_length=512, padding="longest"))
-        systems["ours"] = lambda: call(batch)["token_ids"].numpy()
-    if "keras-hub" in args.systems:
-        kh_tokenizer = keras_hub.models.BertTokenizer(vocabulary=os.path.join(tiny2_dir, "vocab.txt"),
-                                                      lowercase=False)
-        packer = keras_hub.layers.StartEndPacker(start_value=2, end_value=3, pad_value=0, sequence_length=512)
-        kcall = tf.function(lambda t: packer(kh_tokenizer(t)))
-        systems["keras-hub"] = lambda: kcall(batch).numpy()
-    if "hf" in args.systems:
-        fast = Tokenizer.from_file(os.path.join(tiny2_dir, "tokenizer.json"))
-        fast.enable_truncation(512)
-        fast.enable_padding(pad_id=0, pad_token="[PAD]")
-        systems["hf"] = lambda: fast.encode_batch(lines)
-    seconds = interleaved(systems, rounds=args.rounds * 3, iters=1, warmup=1)
-    return seconds, len(lines)
+    setups = {s: dict(row="tokenizer", system=s, lines=1024) for s in ("ours", "keras-hub", "hf") if s in args.systems}
+    return timed(args, setups, rounds=args.rounds * 3)
 
 
 def measure_serving(args):
-    """Export a random-weight tiny2 classifier with its tokenizer and load it with `rubert-tf serve`
-    (benchmarks/serving_latency.py), batching off and on."""
+    """Export a random-weight tiny2 classifier with its tokenizer, serve it with `rubert-tf serve`
+    (benchmarks/serving_latency.py): one client's latency (batching off), then 4 clients' throughput
+    (batching off and on)."""
     import rubert_tf as rt
     import serving_latency
+    from bench_worker import TINY2_DIR, rubert_config, rusentne_sentences
 
-    tiny2_dir = os.path.join(DATA, "rubert-tiny2")
     results = {}
     with tempfile.TemporaryDirectory(prefix="run_all_serving_") as workdir:
         model = rt.RuBertClassifier(rubert_config(TINY2), labels=["negative", "neutral", "positive"])
-        tokenizer = rt.RuBertTokenizer.from_pretrained(tiny2_dir)
+        tokenizer = rt.RuBertTokenizer.from_pretrained(TINY2_DIR)
         base = os.path.join(workdir, "sentiment")
         rt.export(model, tokenizer, base, max_length=128)
         del model
         gc.collect()
-        for mode in ("off", "on"):
-            results[mode] = serving_latency.measure(
-                base, batching=(mode == "on"), threads=4, requests=10 if args.quick else 100, rows=1,
-                text=rusentne_sentences(1)[0], workdir=workdir)
+        text = rusentne_sentences(1)[0]
+        for name, batching, clients, requests in (("1 client", False, 1, 30 if args.quick else 300),
+                                                   ("4 clients, batching off", False, 4, 10 if args.quick else 150),
+                                                   ("4 clients, batching on", True, 4, 10 if args.quick else 150)):
+            before = load_now()
+            result = serving_latency.measure(base, batching=batching, threads=clients, requests=requests, rows=1,
+                                             text=text, workdir=workdir)
+            results[name] = dict(result, load=(before, load_now()))
     return results
+
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -426,16 +165,16 @@ def machine_description():
 
 
 def versions():
-    import keras
-    import keras_hub
-    import tensorflow as tf
-    import tokenizers
-    import torch
-    import transformers
+    from importlib.metadata import PackageNotFoundError, version
 
-    return (f"tensorflow {tf.__version__}, keras {keras.__version__}, keras-hub {keras_hub.__version__}, "
-            f"torch {torch.__version__}, transformers {transformers.__version__}, tokenizers {tokenizers.__version__}, "
-            f"python {platform.python_version()}")
+    names = ("tensorflow", "keras", "keras-hub", "ai-edge-litert", "torch", "transformers", "tokenizers")
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+    return ", ".join(f"{name} {installed(name)}" for name in names) + f", python {platform.python_version()}"
 
 
 def fmt(value, digits=0):
@@ -450,15 +189,16 @@ class Report:
     """Rows are kept as data and rendered at the end, when the final matmul peak is known."""
 
     HEADER = ("| row | precision | unit | rubert_tf | keras-hub | HF (torch) | ours / faster peer | "
-              "util. ours | util. keras-hub | util. HF | target | met |")
+              "util. ours | util. keras-hub | util. HF | load start→end | target | met |")
 
     def __init__(self):
-        self.rows, self.notes, self.peak = [], [], {}
+        self.rows, self.notes, self.peak, self.raw = [], [], {}, []
 
     def add(self, row, precision, unit, values, flops=None, peak_key=None, target=None, target_ratio=None,
-            ratio="peer", target_util=None, text=None):
+            ratio="peer", target_util=None, text=None, load=None):
         entry = dict(row=row, precision=precision, unit=unit, values=values, flops=flops, peak_key=peak_key,
-                     target=target, target_ratio=target_ratio, ratio=ratio, target_util=target_util, text=text)
+                     target=target, target_ratio=target_ratio, ratio=ratio, target_util=target_util, text=text,
+                     load=load)
         self.rows.append(entry)
         print(self.render(entry), flush=True)
 
@@ -480,85 +220,129 @@ class Report:
             met = "yes" if ratio >= entry["target_ratio"] else "no"
         if entry["target_util"] is not None and util.get("ours") is not None:
             met = "yes" if util["ours"] >= entry["target_util"] else "no"
+        load = f"{entry['load'][0]:.1f}→{entry['load'][1]:.1f}" if entry.get("load") else "–"
         return (f"| {entry['row']} | {entry['precision']} | {entry['unit']} | {fmt(values.get('ours'))} | "
                 f"{fmt(values.get('keras-hub'))} | {fmt(values.get('hf'))} | "
                 f"{fmt(ratio, 2) + '×' if ratio else '–'} | "
                 + " | ".join(f"{util[k] * 100:.0f}%" if util.get(k) else "–" for k in SYSTEMS)
-                + f" | {entry['target'] or '–'} | {met} |")
+                + f" | {load} | {entry['target'] or '–'} | {met} |")
 
     def markdown(self):
-        return "\n".join([self.HEADER, "|" + "---|" * 12] + [self.render(entry) for entry in self.rows])
+        return "\n".join([self.HEADER, "|" + "---|" * 13] + [self.render(entry) for entry in self.rows])
+
+
+def throughput(results, units):
+    """system -> units per second of its best round (None for a system that failed)."""
+    return {name: (units / r["best"] if r.get("best") else None) for name, r in results.items()}
+
+
+def failures(results):
+    return [f"{name}: {r['error']}" for name, r in results.items() if r.get("error")]
 
 
 def run(args):
-    setup_threads(args.threads, args.inter_op)
     report = Report()
     load_before = os.getloadavg()
     started = time.time()
 
-    def per_second(seconds, units):
-        return {name: units / value for name, value in seconds.items()}
+    def keep(row, results, before, after):
+        report.raw.append({"row": row, "load": [before, after],
+                           "systems": {name: {k: v for k, v in r.items() if k != "rounds"} | {"rounds": r.get("rounds")}
+                                       for name, r in results.items()}})
+        for failure in failures(results):
+            report.notes.append(f"{row}: {failure}")
 
     peak_entries = {}
     if "peak" in args.rows or any(r.startswith(("infer", "train", "realistic")) for r in args.rows):
+        before = load_now()
         report.peak = measure_peak(args)
         for precision, value in report.peak.items():
             report.add("matmul peak (tf.matmul n² n=512..2048, best of run start and end)", precision, "GFLOP/s",
-                       {"ours": value / 1e9}, ratio=None)
+                       {"ours": value / 1e9}, ratio=None, load=(before, load_now()))
             peak_entries[precision] = report.rows[-1]
     for name, shape, batch, seq in (("infer-tiny2", TINY2, 32, 128), ("infer-base", BASE, 8, 128)):
         if name not in args.rows:
             continue
+        tiny = shape["name"] == "tiny2"
         for precision in args.precisions:
-            seconds = measure_inference(args, shape, batch, seq, precision)
-            tiny = shape is TINY2
-            report.add(f"encoder inference {shape['name']} {batch}×{seq}", precision, "tokens/s",
-                       per_second(seconds, batch * seq), flops_per_token(shape, seq), precision,
-                       "≥1.5× faster peer" if tiny else "≥90% of peak", 1.5 if tiny else None,
-                       target_util=None if tiny else 0.9)
-            gc.collect()
+            results, before, after = measure_inference(args, shape, batch, seq, precision)
+            keep(f"{name} {precision}", results, before, after)
+            speed = throughput(results, batch * seq)
+            peers = {"keras-hub": speed.get("keras-hub"), "hf": speed.get("hf-int8" if precision == "int8" else "hf")}
+            variants = [s for s in INFER_SYSTEMS[precision] if s.startswith("ours")]
+            for variant in variants:
+                label = {"ours": "", "ours-savedmodel": ", plain SavedModel signature (ours)",
+                         "ours-litert": ", LiteRT float32 (ours)",
+                         "ours-litert-int8": ", LiteRT dynamic int8 (ours) vs torch dynamic int8 (HF)"}[variant]
+                target, target_ratio, target_util = None, None, None
+                if tiny and variant == "ours-savedmodel":
+                    target, target_ratio = "≥1.0× HF (plain SavedModel)", 1.0
+                elif tiny and precision == "int8":
+                    target, target_ratio = "≥1.5× HF, same precision", 1.5
+                elif tiny and variant == "ours":
+                    target, target_ratio = "≥1.5× HF (best deployable path)", 1.5
+                elif not tiny and variant == "ours" and precision == "float32":
+                    target, target_util = "≥85% of peak", 0.85
+                report.add(f"encoder inference {shape['name']} {batch}×{seq}{label}", precision, "tokens/s",
+                           dict(peers, ours=speed.get(variant)),
+                           flops_per_token(shape, seq) if precision != "int8" else None,
+                           precision, target, target_ratio, target_util=target_util, load=(before, after))
     if "train" in args.rows:
-        for precision in ("float32" if p == "float32" else "mixed_bfloat16" for p in args.precisions):
-            seconds = measure_training(args, TINY2, 32, 128, precision)
-            sparse = seconds.pop("ours-sparse", None)
-            for label, values in (("", seconds), (", sparse embedding updates (ours)", dict(seconds, ours=sparse))):
-                if values.get("ours") is None:
+        for precision in ("float32" if p == "float32" else "mixed_bfloat16" for p in args.precisions if p != "int8"):
+            results, before, after = measure_training(args, precision)
+            keep(f"train {precision}", results, before, after)
+            speed = throughput(results, 32 * 128)
+            for label, ours in (("", "ours"), (", sparse embedding updates (ours)", "ours-sparse")):
+                if speed.get(ours) is None:
                     continue
                 report.add(f"classifier training step tiny2 32×128{label}", precision, "tokens/s",
-                           per_second(values, 32 * 128), 3 * flops_per_token(TINY2, 128),
-                           "float32" if precision == "float32" else "bfloat16", "≥1.5× faster peer", 1.5)
-            gc.collect()
+                           {"ours": speed[ours], "keras-hub": speed.get("keras-hub"), "hf": speed.get("hf")},
+                           3 * flops_per_token(TINY2, 128), "float32" if precision == "float32" else "bfloat16",
+                           "≥1.5× faster peer", 1.5, load=(before, after))
     if "realistic" in args.rows:
-        seconds, tokens, count, mean_len, kh_len = measure_realistic(args)
+        results, before, after = measure_realistic(args)
+        keep("realistic", results, before, after)
+        info = next(r["info"] for r in results.values() if r.get("info"))
+        tokens, count = info["real_tokens"], info["sentences"]
+        mean_len = tokens / count
         report.add(f"RuSentNE tiny2 classifier, {count} sentences, batch 32 (real tokens)", "float32",
-                   "tokens/s", per_second(seconds, tokens), flops_per_token(TINY2, mean_len), "float32",
-                   "≥2× HF pipeline", 2.0, ratio="hf")
+                   "tokens/s", throughput(results, tokens), flops_per_token(TINY2, mean_len), "float32",
+                   "≥2× HF pipeline", 2.0, ratio="hf", load=(before, after))
         report.notes.append(
-            f"RuSentNE: the first {count} sentences, {tokens} real tokens (mean {mean_len:.1f} a sentence; "
-            f"sentences/s = tokens/s ÷ {mean_len:.1f}); texts in, logits out, tokenization included. keras-hub "
-            f"pads every batch to its preprocessor's sequence_length={kh_len} (the data's longest, rounded up to "
-            "8); utilisation counts real tokens only, with T = the mean length. The ratio column here is "
-            "ours ÷ HF pipeline.")
+            f"RuSentNE: the first {count} sentences, {tokens} real tokens (mean {mean_len:.1f} a sentence); texts "
+            "in, logits out, tokenization included. keras-hub pads every batch to its preprocessor's "
+            f"sequence_length={results.get('keras-hub', {}).get('info', {}).get('keras_hub_length', '–')}; "
+            "utilisation counts real tokens only. The ratio column here is ours ÷ HF pipeline.")
     if "tokenizer" in args.rows:
-        seconds, lines = measure_tokenizer(args)
-        report.add("tokenizer, ruslit lines → model inputs (1024 lines a call)", "–", "lines/s",
-                   per_second(seconds, lines), target="≥5× tokenizers", target_ratio=5.0, ratio="hf")
-        report.notes.append("Tokenizer: ours = RuBertTokenizer(texts, padding='longest') in a tf.function "
-                            "(ids, segments, mask; offsets computed too); keras-hub = BertTokenizer + "
-                            "StartEndPacker (tf_text WordPiece, pads to 512); HF = `tokenizers` "
-                            "Tokenizer.from_file(tokenizer.json).encode_batch, truncation 512, padding to the "
-                            "longest (Rust, 2 threads). The ratio column is ours ÷ tokenizers.")
+        results, before, after = measure_tokenizer(args)
+        keep("tokenizer", results, before, after)
+        digests = {name: r["info"]["digest"] for name, r in results.items() if r.get("info")}
+        lines = next(r["info"]["lines"] for r in results.values() if r.get("info"))
+        same = len(set(digests.values())) == 1
+        report.add("tokenizer, ruslit lines → ids/segments/mask padded to the longest (1024 lines a call)", "–",
+                   "lines/s", throughput(results, lines), target="≥5× tokenizers", target_ratio=5.0, ratio="hf",
+                   load=(before, after))
+        report.notes.append(
+            "Tokenizer: every system returns the same three int arrays [1024, longest] (token ids, segment ids, "
+            "mask; truncation 512): ours = RuBertTokenizer(texts, padding='longest') in a tf.function; keras-hub "
+            "= BertTokenizer + StartEndPacker cut to the longest; HF = `tokenizers` encode_batch (Rust, "
+            f"2 threads) + numpy arrays. Outputs equal (sha256 of the arrays): {'yes' if same else 'NO'} "
+            f"({', '.join(f'{k} {v}' for k, v in digests.items())}). The ratio column is ours ÷ tokenizers.")
     if "serving" in args.rows:
         results = measure_serving(args)
         for mode, result in results.items():
             report.add(None, None, None, None, text=(
-                f"| serving tiny2 classifier REST, batching {mode}: p50 {result['p50']:.1f} ms, p99 "
-                f"{result['p99']:.1f} ms, {len(result['errors'])} errors | float32 | requests/s | "
-                f"{fmt(result['rps'])} | – | – | – | – | – | – | – | – |"))
-        report.notes.append("Serving: `rubert-tf serve` (python -m rubert_tf.serving) on an exported random-weight "
-                            "tiny2 classifier (text in, in-graph tokenizer, max_length 128), 4 client threads in "
-                            "the benchmark process, 1 sentence a request (benchmarks/serving_latency.measure). No "
-                            "peer: TF Serving's binary is not installed here.")
+                f"| serving tiny2 classifier REST, {mode}: p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
+                f"{len(result['errors'])} errors | float32 | requests/s | {fmt(result['rps'])} | – | – | – | – | – | – | "
+                f"{result['load'][0]:.1f}→{result['load'][1]:.1f} | "
+                + ("p50 ≤ 5 ms | " + ("yes" if result["p50"] <= 5 else "no") if mode == "1 client" else "– | –")
+                + " |"))
+        report.notes.append(
+            "Serving: `rubert-tf serve` (python -m rubert_tf.serving, its own process) on an exported random-weight "
+            "tiny2 classifier (text in, in-graph tokenizer, max_length 128), 1 sentence a request, keep-alive "
+            "clients (rubert_tf.serving.Client) in the benchmark process: one client = one request's latency; "
+            "4 clients = throughput (on 2 cores the clients compete with the server). No peer: TF Serving's "
+            "binary is not installed here.")
     if report.peak:
         final = measure_peak(args)
         for precision, entry in peak_entries.items():
@@ -571,20 +355,24 @@ def write_markdown(path, args, argv, report, load_before, load_after, elapsed):
     rows = ",".join(args.rows)
     text = f"""## Latest run of `benchmarks/run_all.py`
 
-Written by `benchmarks/run_all.py` (issue 8). All numbers come from ONE run on one machine; compare the
-columns of a row (ratios), not absolute numbers across runs or machines.
+Written by `benchmarks/run_all.py` with the per-process harness (issue 15: each system in its own
+process, rounds in shuffled order, real padding masks, equal tokenizer outputs, serving latency and
+throughput apart). All numbers come from ONE run on one machine; compare the columns of a row (ratios),
+not absolute numbers across runs or machines. Runs 1–4 below used the earlier single-process harness.
 
 - date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}
 - machine: {machine_description()}
 - load average before / after the run: {' '.join(f'{x:.1f}' for x in load_before)} / {' '.join(f'{x:.1f}' for x in load_after)} (other jobs shared the CPUs)
 - versions: {versions()}
 - command: `python benchmarks/run_all.py {' '.join(argv)}` ({elapsed / 60:.1f} min)
-- rows in this run: {rows}; precisions: {','.join(args.precisions)}; threads: {args.threads} (TF inter-op {args.inter_op}); XLA for ours: {args.xla}
+- rows in this run: {rows}; precisions: {','.join(args.precisions)}; threads: {args.threads} per system process (TF inter-op {args.inter_op})
 
 {report.markdown()}
 
 Columns: throughput of each system (higher is better), `ours / faster peer` = rubert_tf ÷ the faster of
-keras-hub and HF at the same precision, utilisation = achieved FLOP/s ÷ the matmul peak above.
+keras-hub and HF at the same precision (the int8 row: HF = torch dynamic int8 of the same random model),
+utilisation = achieved FLOP/s ÷ the matmul peak above, load = 1-minute load average at the row's start and
+end. Per-round times of every system: the JSON beside this file (--json).
 
 FLOPs per token (forward), L layers, hidden H, intermediate I, length T:
 `2·(4·H² + 2·H·I)·L + 4·T·H·L` — tiny2 at T=128: {flops_per_token(TINY2, 128) / 1e6:.2f} MFLOP, base at T=128:
@@ -596,11 +384,16 @@ Notes
         "Keras models run inside a tf.function (`model(x, training=False)`); HF under torch.inference_mode(). "
         "bfloat16 inference = every weight and activation in bfloat16 (Keras policy \"bfloat16\", HF "
         "`model.to(torch.bfloat16)`); mixed bfloat16 training = Keras \"mixed_bfloat16\" / torch.autocast(bfloat16).",
+        "Inference variants of ours: the plain SavedModel row saves the encoder with tf.saved_model.save and "
+        "calls the loaded signature (what a TF Serving user gets); LiteRT rows run rt.export_litert's network "
+        "(rubert_tf.export.litert.convert: frozen, TFLite builtins only, XNNPACK; int8 = dynamic-range int8 "
+        "weights) through ai-edge-litert's interpreter; HF int8 = torch.ao.quantization.quantize_dynamic on "
+        "every nn.Linear (qint8).",
         "Training: AdamW (lr 1e-5; ours: rubert_tf.training.AdamW, the optimizer finetune uses; the \"sparse embedding "
         "updates\" row: its documented flag sparse_updates=True / --sparse-embedding-updates, lazy Adam on the "
-        "token table), dropout on, `train_on_batch` for the Keras models (compiled train function, "
-        "jit_compile as in the row), loss.backward + AdamW.step for HF.",
-        "Each number is the best of several interleaved rounds (noise on a shared machine only adds time).",
+        "token table), dropout on, `train_on_batch` for the Keras models, loss.backward + AdamW.step for HF.",
+        "Each number is the best of several rounds run in shuffled order, each system in its own process "
+        "(benchmarks/process_rounds.py); noise on a shared machine only adds time.",
     ] + report.notes) + "\n"
     document = ""
     if os.path.exists(path):
@@ -632,13 +425,17 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few iterations and small inputs (smoke test)")
     parser.add_argument("--rows", default=",".join(ALL_ROWS), help=f"comma-separated, from {', '.join(ALL_ROWS)}, infer")
-    parser.add_argument("--precisions", default="float32,bfloat16", help="float32,bfloat16 (training: mixed bfloat16)")
+    parser.add_argument("--precisions", default="float32,bfloat16,int8",
+                        help="float32,bfloat16,int8 (training: mixed bfloat16; int8: inference only)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="ours,keras-hub,hf")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--inter_op", type=int, default=1, help="TF inter-op threads")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per row (default 3, quick 1)")
-    parser.add_argument("--xla", action="store_true", help="jit_compile=True for rubert_tf's models")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per row, x3 for inference (default 3, quick 1)")
     parser.add_argument("--output", default=os.path.join(REPO, "BENCHMARKS.md"), help="Markdown file ('' = none)")
+    parser.add_argument("--json", default=os.path.join(REPO, "benchmarks", "run_all_latest.json"),
+                        help="every system's rounds and setup info ('' = none; default: %(default)s)")
+    parser.add_argument("--log", default=os.path.join(tempfile.gettempdir(), "run_all_workers.log"),
+                        help="the workers' stderr (default: %(default)s)")
     args = parser.parse_args(argv)
     rows = []
     for row in (r.strip() for r in args.rows.split(",") if r.strip()):
@@ -649,6 +446,9 @@ def parse_args(argv):
     args.rows = rows
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = sorted(set(args.precisions) - {"float32", "bfloat16", "int8"})
+    if unknown:
+        parser.error(f"unknown precisions {unknown}; expected float32, bfloat16, int8")
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     return args
@@ -659,7 +459,15 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     args = parse_args(argv)
-    report, before, after, elapsed = run(args)
+    args.timed_rows = []
+    with open(args.log, "w") as log:
+        args.log = log
+        report, before, after, elapsed = run(args)
+    if args.json:
+        import json
+
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"argv": argv, "machine": machine_description(), "rows": report.raw}, handle, indent=1)
     if args.output:
         write_markdown(args.output, args, argv, report, before, after, elapsed)
         print(f"wrote {args.output}")

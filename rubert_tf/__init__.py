@@ -26,11 +26,14 @@ _LAZY = {
     # `rt.export(model, tok, "savedmodels/x")`: the function of the subpackage of the same name (which
     # is callable itself, so the name works whichever of the two Python bound it to).
     "export": "rubert_tf.export",
+    # LiteRT deploy folders (network as .tflite, optionally int8): export and the text-in runner.
+    "export_litert": "rubert_tf.export.litert",
+    "LiteRTModel": "rubert_tf.export.litert",
 }
 
 __all__ = ["PRESETS", "RuBertClassifier", "RuBertConfig", "RuBertEncoder", "RuBertForMaskedLM",
            "RuBertForReplacedTokenDetection", "RuBertQuestionAnswerer", "RuBertSentenceEncoder", "RuBertSeq2Seq", "RuBertTokenClassifier",
-           "RuBertTokenizer", "export", "train_vocab"]
+           "RuBertTokenizer", "LiteRTModel", "export", "export_litert", "train_vocab"]
 
 
 def __getattr__(name):

@@ -155,7 +155,15 @@ def command_finetune(args):
 
 
 def _load(task, args):
-    """The fine-tuned model and its resolved settings (stored ones, the flags on top)."""
+    """The fine-tuned model and its resolved settings (stored ones, the flags on top); a LiteRT deploy folder
+    (export --format tflite) loads as its runner, which the task code runs as it runs the Keras model."""
+    from rubert_tf.export.litert import LiteRTModel, is_litert_folder
+
+    if is_litert_folder(args.model):
+        model = LiteRTModel.load(args.model)
+        if model.task_name != task.name:
+            raise SystemExit(f"rubert-tf: error: {args.model} is a {model.task_name} model, not {task.name}")
+        return model, task.settings(model, _settings_overrides(args))
     model = task.model_class.from_pretrained(args.model)
     return model, task.settings(model, _settings_overrides(args))
 
@@ -186,7 +194,21 @@ def command_export(args):
     from rubert_tf.tasks import get_task
 
     task = get_task(args.task)
+    if args.quantize and args.format != "tflite":
+        print("rubert-tf export: error: --quantize needs --format tflite (a SavedModel stays float)", file=sys.stderr)
+        return 2
     model = task.model_class.from_pretrained(args.model)
+    if args.format == "tflite":
+        from rubert_tf.export.litert import export_litert
+
+        try:
+            path = export_litert(model, args.out, quantize=args.quantize, settings=_settings_overrides(args),
+                                 overwrite=args.overwrite)
+        except FileExistsError as error:
+            print(f"rubert-tf export: error: {error}", file=sys.stderr)
+            return 2
+        _print(f"exported {args.task} model to {path} (LiteRT{', int8' if args.quantize else ''})")
+        return 0
     path = export(model, base_path=args.out, version=args.version, settings=_settings_overrides(args),
                   warmup=not args.no_warmup)
     _print(f"exported {args.task} model to {path}")
@@ -282,7 +304,15 @@ def _add_common_flags(name, parser):
                                                      "is passed as one ({\"text\", \"text_pair\"}, "
                                                      "{\"question\", \"context\"})")
     if name == "export":
-        parser.add_argument("--out", required=True, help="model base folder, e.g. savedmodels/sentiment")
+        parser.add_argument("--out", required=True, help="model base folder, e.g. savedmodels/sentiment "
+                                                         "(--format tflite: the deploy folder)")
+        parser.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"],
+                            help="savedmodel: TF Serving's layout; tflite: a LiteRT deploy folder (network as "
+                                 ".tflite + tokenizer + settings; run it with evaluate/predict --model FOLDER) "
+                                 "(default: %(default)s)")
+        parser.add_argument("--quantize", choices=["int8"],
+                            help="with --format tflite: dynamic-range int8 weights (smaller, faster on CPU)")
+        parser.add_argument("--overwrite", action="store_true", help="with --format tflite: replace a non-empty --out")
         parser.add_argument("--version", type=int, help="integer version (default: the next free one)")
         parser.add_argument("--no-warmup", action="store_true", help="skip assets.extra/tf_serving_warmup_requests")
 

@@ -107,7 +107,6 @@ class MultiHeadAttention(keras.layers.Layer):
         value = query if value is None else value
         key = value if key is None else key
         queries = self._split_heads(dense_2d(self.query_dense, query))  # [B, Tq, N, H]
-
         if cache is not None and cache_update_index is None:
             keys, values = cache[:, 0], cache[:, 1]
         else:
@@ -117,20 +116,29 @@ class MultiHeadAttention(keras.layers.Layer):
                 keys = _write_positions(cache[:, 0], ops.cast(keys, cache.dtype), cache_update_index)
                 values = _write_positions(cache[:, 1], ops.cast(values, cache.dtype), cache_update_index)
                 cache = ops.stack([keys, values], axis=1)
-
-        # Scale the queries, not the scores: fewer multiplications, same result.
-        queries = queries * ops.cast(1.0 / (self.head_size ** 0.5), queries.dtype)
-        scores = ops.einsum("bqnh,bknh->bnqk", queries, ops.cast(keys, queries.dtype))
-
-        # Softmax in float32 so that mixed precision cannot overflow or lose the mask.
-        scores = ops.cast(scores, "float32")
         bias = self._mask_bias(query, keys, padding_mask, attention_mask, use_causal_mask, cache_update_index)
+        # Heads first ([B, N, T, D]) and a plain matmul with the scale and mask added after it: oneDNN
+        # fuses that into one _MklFusedBatchMatMulV2[Mul, Add] (an einsum over [B, T, N, D] became
+        # BatchMatMuls + Transposes it cannot fuse), and TFLite converts it to builtins.
+        queries = ops.transpose(queries, (0, 2, 1, 3))
+        keys = ops.transpose(ops.cast(keys, queries.dtype), (0, 2, 3, 1))  # [B, N, D, Tk]
+        values = ops.transpose(ops.cast(values, queries.dtype), (0, 2, 1, 3))  # [B, N, Tk, D]
+        scores = ops.matmul(queries, keys) * ops.cast(1.0 / (self.head_size ** 0.5), queries.dtype)
+        if bias is not None and scores.dtype != "float16":
+            # in the scores' dtype, inside the fusion: the bias is 0 or -1e9, so bfloat16 loses nothing
+            # (float16 cannot hold -1e9: it adds the bias after the cast below)
+            scores = scores + ops.cast(bias, scores.dtype)
+            bias = None
+
+        # Softmax in float32 so that mixed precision cannot overflow.
+        scores = ops.cast(scores, "float32")
         if bias is not None:
             scores = scores + bias
         probabilities = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
         probabilities = self.probabilities_dropout(probabilities, training=training)
 
-        context = ops.einsum("bnqk,bknh->bqnh", probabilities, ops.cast(values, probabilities.dtype))
+        context = ops.matmul(probabilities, ops.cast(values, probabilities.dtype))
+        context = ops.transpose(context, (0, 2, 1, 3))  # [B, Tq, N, D]
         shape = ops.shape(context)
         context = ops.reshape(context, (shape[0], shape[1], self.num_heads * self.head_size))
         output = dense_2d(self.output_dense, context)
@@ -146,18 +154,20 @@ class MultiHeadAttention(keras.layers.Layer):
         Masked scores become score - 1e9, which rounds to -1e9 in float32 for any |score| < 32: the same
         probabilities as replacing them (HF adds its mask the same way)."""
         if padding_mask is not None and attention_mask is None and not use_causal_mask:
-            return (1.0 - ops.cast(padding_mask, "float32"))[:, None, None, :] * _MASKED_SCORE
+            # expand_dims, not [:, None, None, :]: TFLite has no builtin for new-axis strided slices
+            keep = ops.expand_dims(ops.expand_dims(ops.cast(padding_mask, "float32"), 1), 1)
+            return (1.0 - keep) * _MASKED_SCORE
         mask = cls._combined_mask(query, keys, padding_mask, attention_mask, use_causal_mask, cache_update_index)
         if mask is None:
             return None
-        return (1.0 - ops.cast(mask, "float32"))[:, None, :, :] * _MASKED_SCORE
+        return (1.0 - ops.expand_dims(ops.cast(mask, "float32"), 1)) * _MASKED_SCORE
 
     @staticmethod
     def _combined_mask(query, keys, padding_mask, attention_mask, use_causal_mask, cache_update_index):
         """Boolean [B, Tq, Tk] mask (True = may attend), or None when nothing is masked."""
         mask = None
         if padding_mask is not None:
-            mask = ops.cast(padding_mask, "bool")[:, None, :]
+            mask = ops.expand_dims(ops.cast(padding_mask, "bool"), 1)
         if attention_mask is not None:
             attention_mask = ops.cast(attention_mask, "bool")
             mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
@@ -166,8 +176,8 @@ class MultiHeadAttention(keras.layers.Layer):
             key_length = ops.shape(keys)[1]
             first = 0 if cache_update_index is None else cache_update_index
             query_positions = ops.arange(query_length) + first
-            causal = ops.arange(key_length)[None, :] <= query_positions[:, None]
-            causal = causal[None, :, :]
+            causal = ops.expand_dims(ops.arange(key_length), 0) <= ops.expand_dims(query_positions, 1)
+            causal = ops.expand_dims(causal, 0)
             mask = causal if mask is None else ops.logical_and(mask, causal)
         if mask is not None:
             # Broadcast to [B, Tq, Tk] so the caller can index heads uniformly.

@@ -33,7 +33,7 @@ class SentencePooling(keras.layers.Layer):
         if self.pooling == "cls":
             pooled = sequence[:, 0, :]
         else:
-            mask = ops.cast(padding_mask, "float32")[:, :, None]
+            mask = ops.expand_dims(ops.cast(padding_mask, "float32"), -1)  # not [:, :, None]: TFLite builtins
             pooled = ops.sum(sequence * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1e-9)
         if self.normalize:
             pooled = pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
