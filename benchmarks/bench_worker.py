@@ -9,7 +9,7 @@ minutes of the machine. Replies are single lines starting with "@@ " (anything e
 library's chatter). The HF workers import torch and never TensorFlow; ours and keras-hub never torch.
 
 Systems per row (setup "system"):
-  infer:     ours (Keras model in a tf.function), ours-savedmodel (the encoder as a plain float SavedModel,
+  infer:     ours (Keras model in a tf.function), ours-xla (the same, jit_compile=True), ours-savedmodel (the encoder as a plain float SavedModel,
              loaded and called through its signature), ours-litert / ours-litert-int8 (rt.export_litert's
              .tflite, float32 / dynamic-range int8, XNNPACK), keras-hub, hf, hf-int8 (torch dynamic int8)
   train:     ours, ours-sparse, keras-hub, hf
@@ -170,8 +170,8 @@ def setup_infer(system, precision, shape="tiny2", batch=32, seq_len=128, **_):
         return (lambda: call(tf_inputs).numpy()), info
     encoder = rt.RuBertEncoder(rubert_config(shape), dtype=precision)
     tf_inputs = {k: tf.constant(v) for k, v in inputs.items()}
-    if system == "ours":
-        call = tf.function(lambda x: encoder(x, training=False)["sequence_output"])
+    if system in ("ours", "ours-xla"):
+        call = tf.function(lambda x: encoder(x, training=False)["sequence_output"], jit_compile=system == "ours-xla")
         return (lambda: call(tf_inputs).numpy()), info
     if system == "ours-savedmodel":
         folder = tempfile.mkdtemp(prefix="bench_savedmodel_")
@@ -404,6 +404,7 @@ def main(argv=None):
                 options = dict(command["setup"])
                 setup_threads(options["system"], args.threads, args.inter_op)
                 work, info = ROWS[options.pop("row")](**options)
+                info = dict(info, pid=os.getpid())
                 for _ in range(int(options.get("warmup", 2))):
                     work()
                 reply({"ok": True, "info": info})

@@ -87,21 +87,26 @@ def measure_peak(args):
 
 INFER_SYSTEMS = {
     # precision -> systems; the first is the row's "ours", the rest of ours are variant rows
-    "float32": ("ours", "ours-savedmodel", "ours-litert", "keras-hub", "hf"),
-    "bfloat16": ("ours", "keras-hub", "hf"),
+    "float32": ("ours", "ours-xla", "ours-savedmodel", "ours-litert", "keras-hub", "hf"),
+    "bfloat16": ("ours", "ours-xla", "keras-hub", "hf"),
     "int8": ("ours-litert-int8", "hf-int8"),
 }
 
 
+def chosen(args, systems):
+    """The systems of a row that --systems asks for ("ours" stands for every variant of ours, "hf" for hf-int8)."""
+    return [s for s in systems if s in args.systems or s.split("-")[0] in ("ours", "hf") and s.split("-")[0] in args.systems]
+
+
 def measure_inference(args, shape, batch, seq_len, precision):
-    systems = [s for s in INFER_SYSTEMS[precision] if s.split("-")[0] in args.systems or s in args.systems]
+    systems = chosen(args, INFER_SYSTEMS[precision])
     setups = {s: dict(row="infer", system=s, precision="float32" if precision == "int8" else precision,
                       shape=shape["name"], batch=batch, seq_len=seq_len) for s in systems}
     return timed(args, setups, rounds=args.rounds * 3)
 
 
 def measure_training(args, precision):
-    systems = [s for s in ("ours", "ours-sparse", "keras-hub", "hf") if s.split("-")[0] in args.systems]
+    systems = chosen(args, ("ours", "ours-sparse", "keras-hub", "hf"))
     setups = {s: dict(row="train", system=s, precision=precision) for s in systems}
     return timed(args, setups, rounds=args.rounds * 2)
 
@@ -134,12 +139,20 @@ def measure_serving(args):
         del model
         gc.collect()
         text = rusentne_sentences(1)[0]
-        for name, batching, clients, requests in (("1 client", False, 1, 30 if args.quick else 300),
-                                                   ("4 clients, batching off", False, 4, 10 if args.quick else 150),
-                                                   ("4 clients, batching on", True, 4, 10 if args.quick else 150)):
+        one_thread = ("--tensorflow_intra_op_parallelism=1", f"--tensorflow_inter_op_parallelism={args.threads}")
+        few, many = (10, 30) if args.quick else (150, 300)
+        for name, batching, clients, requests, flags in (
+                ("1 client", False, 1, many, ()),
+                ("1 client, --tensorflow_intra_op_parallelism=1", False, 1, many, one_thread),
+                ("4 clients, batching off", False, 4, few, ()),
+                ("4 clients, batching off, --tensorflow_intra_op_parallelism=1", False, 4, few, one_thread),
+                ("4 clients, batching on, --tensorflow_intra_op_parallelism=1", True, 4, few, one_thread),
+                ("1 client, 32 sentences a request", False, 1, few, ()),
+                ("1 client, 32 sentences a request, --tensorflow_intra_op_parallelism=1", False, 1, few, one_thread)):
             before = load_now()
-            result = serving_latency.measure(base, batching=batching, threads=clients, requests=requests, rows=1,
-                                             text=text, workdir=workdir)
+            result = serving_latency.measure(base, batching=batching, threads=clients, requests=requests,
+                                             rows=32 if "32 sentences" in name else 1, text=text, workdir=workdir,
+                                             server_flags=flags)
             results[name] = dict(result, load=(before, load_now()))
     return results
 
@@ -271,7 +284,8 @@ def run(args):
             peers = {"keras-hub": speed.get("keras-hub"), "hf": speed.get("hf-int8" if precision == "int8" else "hf")}
             variants = [s for s in INFER_SYSTEMS[precision] if s.startswith("ours")]
             for variant in variants:
-                label = {"ours": "", "ours-savedmodel": ", plain SavedModel signature (ours)",
+                label = {"ours": "", "ours-xla": ", XLA (jit_compile=True, ours)",
+                         "ours-savedmodel": ", plain SavedModel signature (ours)",
                          "ours-litert": ", LiteRT float32 (ours)",
                          "ours-litert-int8": ", LiteRT dynamic int8 (ours) vs torch dynamic int8 (HF)"}[variant]
                 target, target_ratio, target_util = None, None, None
@@ -335,14 +349,16 @@ def run(args):
                 f"| serving tiny2 classifier REST, {mode}: p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
                 f"{len(result['errors'])} errors | float32 | requests/s | {fmt(result['rps'])} | – | – | – | – | – | – | "
                 f"{result['load'][0]:.1f}→{result['load'][1]:.1f} | "
-                + ("p50 ≤ 5 ms | " + ("yes" if result["p50"] <= 5 else "no") if mode == "1 client" else "– | –")
+                + ("p50 ≤ 5 ms | " + ("yes" if result["p50"] <= 5 else "no") if mode.startswith("1 client") and
+                   "32" not in mode else "– | –")
                 + " |"))
         report.notes.append(
             "Serving: `rubert-tf serve` (python -m rubert_tf.serving, its own process) on an exported random-weight "
             "tiny2 classifier (text in, in-graph tokenizer, max_length 128), 1 sentence a request, keep-alive "
             "clients (rubert_tf.serving.Client) in the benchmark process: one client = one request's latency; "
-            "4 clients = throughput (on 2 cores the clients compete with the server). No peer: TF Serving's "
-            "binary is not installed here.")
+            "4 clients = throughput (on 2 cores the clients compete with the server). --tensorflow_intra_op_parallelism=1 "
+            f"rows also pass --tensorflow_inter_op_parallelism={args.threads} (TF Serving's flags: each request's "
+            "ops on one thread, requests side by side). No peer: TF Serving's binary is not installed here.")
     if report.peak:
         final = measure_peak(args)
         for precision, entry in peak_entries.items():
@@ -372,7 +388,7 @@ not absolute numbers across runs or machines. Runs 1–4 below used the earlier 
 Columns: throughput of each system (higher is better), `ours / faster peer` = rubert_tf ÷ the faster of
 keras-hub and HF at the same precision (the int8 row: HF = torch dynamic int8 of the same random model),
 utilisation = achieved FLOP/s ÷ the matmul peak above, load = 1-minute load average at the row's start and
-end. Per-round times of every system: the JSON beside this file (--json).
+end. Per-round times of every system: benchmarks/run_all_latest.json (--json).
 
 FLOPs per token (forward), L layers, hidden H, intermediate I, length T:
 `2·(4·H² + 2·H·I)·L + 4·T·H·L` — tiny2 at T=128: {flops_per_token(TINY2, 128) / 1e6:.2f} MFLOP, base at T=128:

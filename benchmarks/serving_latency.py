@@ -96,9 +96,9 @@ def base_path_for(path, workdir, builtin="tiny"):
     raise SystemExit(f"{path}: neither a SavedModel folder nor a base path with integer version folders")
 
 
-def start_server(base, model_name, batching, args, log_file):
+def start_server(base, model_name, batching, args, log_file, server_flags=()):
     command = [sys.executable, "-m", "rubert_tf.serving", f"--model_name={model_name}", f"--model_base_path={base}",
-               "--port=0", "--rest_api_port=0", "--file_system_poll_wait_seconds=0"]
+               "--port=0", "--rest_api_port=0", "--file_system_poll_wait_seconds=0", *server_flags]
     if batching:
         command += ["--enable_batching", f"--max_batch_size={args.max_batch_size}",
                     f"--batch_timeout_micros={args.batch_timeout_micros}"]
@@ -150,7 +150,7 @@ def run_load(url, model_name, instances, threads, requests_per_thread):
 
 
 def measure(base, batching, threads, requests, rows, text, workdir, max_batch_size=32, batch_timeout_micros=2000,
-            model_name="bench"):
+            model_name="bench", server_flags=()):
     """Serve the model base path `base`, warm up, load it from `threads` clients x `requests` calls of `rows`
     instances; returns {"p50", "p90", "p99", "mean" (ms), "rps", "rows_per_s", "errors"} (benchmarks/run_all.py)."""
     from rubert_tf.serving import Client
@@ -158,7 +158,7 @@ def measure(base, batching, threads, requests, rows, text, workdir, max_batch_si
     settings = argparse.Namespace(max_batch_size=max_batch_size, batch_timeout_micros=batch_timeout_micros)
     mode = "on" if batching else "off"
     with open(os.path.join(workdir, f"server_{mode}.log"), "w") as log_file:
-        process, port = start_server(base, model_name, batching, settings, log_file)
+        process, port = start_server(base, model_name, batching, settings, log_file, server_flags)
         try:
             url = f"http://127.0.0.1:{port}"
             metadata = Client(url, model_name).metadata()

@@ -217,3 +217,31 @@ PRESETS = {
     # ai-forever/sbert_large_nlu_ru config.json @ 8a5579b: BERT-large shape, vocab 120138.
     "ai-forever/sbert_large_nlu_ru": dict(_LARGE, vocab_size=120138),
 }
+
+
+# The label id that losses and metrics skip (positions that are not predicted): HF's ignore index.
+IGNORE_LABEL = -100
+
+
+def generator_config_for(config, hidden_size=None):
+    """The generator's RuBertConfig for a discriminator `config`, as the paper sizes it: the same depth
+    (its small and base models keep the discriminator's layer count), about 1/4 of the width
+    (hidden = hidden_size // 4 rounded down to a multiple of its heads, unless `hidden_size` is given),
+    heads = max(1, num_attention_heads // 4) (fewer when they must divide a given `hidden_size`),
+    intermediate = 4 * hidden, and the discriminator's embedding width (the embeddings are shared)."""
+    config = config if isinstance(config, RuBertConfig) else RuBertConfig.from_dict(config)
+    heads = max(1, config.num_attention_heads // 4)
+    if hidden_size is None:
+        hidden_size = max(heads, config.hidden_size // 4 // heads * heads)
+    hidden_size = int(hidden_size)
+    if hidden_size < 1:
+        raise ValueError(f"generator hidden_size must be positive, got {hidden_size}")
+    while hidden_size % heads:
+        heads -= 1
+    values = config.to_dict()
+    # The discriminator checkpoint's labels and rubert-tiny's emb_size (== its hidden_size) are not the generator's.
+    for key in ("emb_size", "id2label", "label2id", "problem_type", "architectures"):
+        values.pop(key, None)
+    values.update(hidden_size=hidden_size, num_attention_heads=heads, intermediate_size=4 * hidden_size,
+                  embedding_size=config.embedding_width)
+    return RuBertConfig.from_dict(values)

@@ -70,7 +70,7 @@ def save_replaced_token_detection(model, directory, tokenizer=None):
 def load_replaced_token_detection(cls, name_or_path, generator=None, generator_hidden_size=None, **kwargs):
     """`cls(config, generator_config=..., **kwargs)` with the weights of a discriminator checkpoint and (when
     there is one) a generator checkpoint; see RuBertForReplacedTokenDetection.from_pretrained."""
-    from rubert_tf.models.electra import generator_config_for
+    from rubert_tf.config import generator_config_for
 
     directory = hub.resolve(name_or_path)
     generator_dir = hub.resolve(generator) if generator is not None else os.path.join(directory, GENERATOR_DIR)

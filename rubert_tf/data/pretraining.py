@@ -32,9 +32,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from rubert_tf.config import IGNORE_LABEL  # noqa: F401  (re-exported: the masker's filler label)
 from rubert_tf.tokenizer import SPECIAL_TOKENS, SUFFIX
 
-IGNORE_LABEL = -100
 CORPUS_INFO = "corpus.json"
 RECORD_FORMAT = "rubert_tf.pretraining/1"
 FEATURE_KEYS = ("token_ids", "segment_ids", "padding_mask")

@@ -7,8 +7,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from rubert_tf.config import RuBertConfig
-from rubert_tf.data.pretraining import IGNORE_LABEL
+# generator_config_for lives with the config (checkpoints use it too); re-exported here.
+from rubert_tf.config import IGNORE_LABEL, RuBertConfig, generator_config_for  # noqa: F401
 from rubert_tf.layers import get_activation
 from rubert_tf.models.dtype_policy import dtype_policy_config, keep_dtype_policy, with_dtype_policy
 from rubert_tf.models.encoder import RuBertEncoder, as_config, encoder_inputs
@@ -18,30 +18,6 @@ from rubert_tf.training.metrics import MaskedAccuracy, MaskedCrossEntropy
 # Seed of the samples drawn at inference (training=False): the same batch gets the same replacements, and
 # evaluating draws nothing from the training sampler's state (so validation cannot shift a training run).
 INFERENCE_SEED = 1234
-
-
-def generator_config_for(config, hidden_size=None):
-    """The generator's RuBertConfig for a discriminator `config`, as the paper sizes it: the same depth
-    (its small and base models keep the discriminator's layer count), about 1/4 of the width
-    (hidden = hidden_size // 4 rounded down to a multiple of its heads, unless `hidden_size` is given),
-    heads = max(1, num_attention_heads // 4) (fewer when they must divide a given `hidden_size`),
-    intermediate = 4 * hidden, and the discriminator's embedding width (the embeddings are shared)."""
-    config = as_config(config)
-    heads = max(1, config.num_attention_heads // 4)
-    if hidden_size is None:
-        hidden_size = max(heads, config.hidden_size // 4 // heads * heads)
-    hidden_size = int(hidden_size)
-    if hidden_size < 1:
-        raise ValueError(f"generator hidden_size must be positive, got {hidden_size}")
-    while hidden_size % heads:
-        heads -= 1
-    values = config.to_dict()
-    # The discriminator checkpoint's labels and rubert-tiny's emb_size (== its hidden_size) are not the generator's.
-    for key in ("emb_size", "id2label", "label2id", "problem_type", "architectures"):
-        values.pop(key, None)
-    values.update(hidden_size=hidden_size, num_attention_heads=heads, intermediate_size=4 * hidden_size,
-                  embedding_size=config.embedding_width)
-    return RuBertConfig.from_dict(values)
 
 
 def scatter_at_positions(token_ids, positions, values, valid):
