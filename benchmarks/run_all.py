@@ -378,7 +378,7 @@ not absolute numbers across runs or machines. Runs 1–4 below used the earlier 
 
 - date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}
 - machine: {machine_description()}
-- load average before / after the run: {' '.join(f'{x:.1f}' for x in load_before)} / {' '.join(f'{x:.1f}' for x in load_after)} (other jobs shared the CPUs)
+- load average before / after the run: {' '.join(f'{x:.1f}' for x in load_before)} / {' '.join(f'{x:.1f}' for x in load_after)} (2 cores: about 1 = one system running, nothing else)
 - versions: {versions()}
 - command: `python benchmarks/run_all.py {' '.join(argv)}` ({elapsed / 60:.1f} min)
 - rows in this run: {rows}; precisions: {','.join(args.precisions)}; threads: {args.threads} per system process (TF inter-op {args.inter_op})
