@@ -163,8 +163,8 @@ def _load(task, args):
         model = LiteRTModel.load(args.model)
         if model.task_name != task.name:
             raise SystemExit(f"rubert-tf: error: {args.model} is a {model.task_name} model, not {task.name}")
-        return model, task.settings(model, _settings_overrides(args))
-    model = task.model_class.from_pretrained(args.model)
+    else:
+        model = task.model_class.from_pretrained(args.model)
     return model, task.settings(model, _settings_overrides(args))
 
 

@@ -257,8 +257,8 @@ class LiteRTModel:
 
     def serve(self, signature="serving_default", settings=None, **inputs):
         """The SavedModel signature's outputs for raw inputs (lists of strings) -> dict of numpy arrays."""
-        key = json.dumps(settings or {}, sort_keys=True)
-        modules = self.__dict__.setdefault("_serve_modules", {})
-        if key not in modules:  # traced once per settings, as the task code caches its modules
-            modules[key] = self.task().serving_module(self, self.tokenizer, settings)
-        return modules[key](signature, **inputs)
+        from rubert_tf.tasks.module import cached_module
+
+        task = self.task()
+        module = cached_module(self, self.tokenizer, task.settings(self, settings), task.serving_module)
+        return module(signature, **inputs)
