@@ -92,6 +92,7 @@ DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 
 TASKS = ("rusentne", "rucola", "factrueval", "xquad")
 OBJECTIVES = ("mlm", "rtd")
+CORPORA = ("ruslit", "ruslit+tasks")
 TASK_TITLES = {"rusentne": "RuSentNE-2023", "rucola": "RuCoLA", "factrueval": "factRuEval-2016",
                "xquad": "XQuAD-ru"}
 TASK_KINDS = {"rusentne": "classification", "rucola": "classification", "factrueval": "ner", "xquad": "qa"}
@@ -111,7 +112,7 @@ DEFAULT_LEARNING_RATE = 1e-4
 EPOCHS = 4  # a pretraining's Keras epochs: a kept checkpoint and a held-out validation after each
 BEGIN, END = "<!-- russian_tasks:begin -->", "<!-- russian_tasks:end -->"
 # argparse names whose values change the results: a --work folder keeps them (settings.json).
-RESULT_SETTINGS = ("seed", "vocab_size", "vocab", "max_length_quantile", "max_length_cap", "pretrain_max_length",
+RESULT_SETTINGS = ("seed", "corpus", "vocab_size", "vocab", "max_length_quantile", "max_length_cap", "pretrain_max_length",
                    "num_layers", "hidden_size", "num_heads", "intermediate_size", "pretrain_minutes",
                    "pretrain_steps", "calibration_steps", "pretrain_batch_size", "pretrain_learning_rate",
                    "pretrain_lr_schedule", "pretrain_warmup_steps", "pretrain_min_lr_ratio", "finetune_epochs",
@@ -180,6 +181,25 @@ def limit_questions(articles, limit, seed=0):
         if paragraphs:
             out.append(dict(article, paragraphs=paragraphs))
     return out
+
+
+def task_corpus_documents(train_texts, test_texts):
+    """Task-adaptive pretraining text: {task: training texts} -> one document per task (a line per text, in
+    order, duplicates dropped), without any text that is also a test text of any task, so nothing scored is
+    ever pretrained on. Returns (documents, {task: texts kept})."""
+    excluded = {" ".join(t.split()) for texts in test_texts.values() for t in texts}
+    documents, kept = [], {}
+    for task, texts in train_texts.items():
+        seen, lines = set(), []
+        for text in texts:
+            line = " ".join(text.split())  # one line per text: the corpus reader splits documents at blank lines
+            if line and line not in seen and line not in excluded:
+                seen.add(line)
+                lines.append(line)
+        kept[task] = len(lines)
+        if lines:
+            documents.append("\n".join(lines))
+    return documents, kept
 
 
 def quantile(values, q):
@@ -368,14 +388,21 @@ def markdown_report(results):
     lengths = results.get("lengths", {})
     splits = results.get("splits", {})
     invocation = results.get("invocation", {})
+    corpus = results.get("corpus", "ruslit")
+    corpus_text = {"ruslit": "the ruslit training split",
+                   "ruslit+tasks": "the ruslit training split + the four tasks' training texts + NTREX ru "
+                                   "(task-adaptive; every test text removed)"}.get(corpus, corpus)
     text = [
-        "## Russian tasks: pretraining on ruslit vs random init (benchmarks/russian_tasks.py, issue 13)",
+        f"## Russian tasks: pretraining on {corpus} vs random init (benchmarks/russian_tasks.py, issue 13)",
         "",
         f"- date: {invocation.get('date', '?')}; library commit: {results.get('commit') or 'unknown'}",
         f"- command: `{invocation.get('command', '?')}` ({results.get('invocations', 1)} invocation(s) of this "
         f"--work; this one {format_seconds(invocation.get('seconds'))})",
         f"- load (`uptime`) at start: {invocation.get('load_start', '?')}; at end: {invocation.get('load_end', '?')}",
         f"- model: {model.get('description', '?')}; vocabulary: {results.get('vocab', {}).get('description', '?')}",
+        f"- pretraining text: {corpus_text}"
+        + ("; kept texts: " + ", ".join(f"{k} {v}" for k, v in results["task_corpus"].items())
+           if results.get("task_corpus") else ""),
         "- max_length per task (quantile {q} of the training inputs' token lengths, multiple of 16, cap {cap}): "
         .format(q=results.get("max_length_quantile"), cap=results.get("max_length_cap"))
         + ", ".join(f"{TASK_TITLES[t]} {v['max_length']} (p95 {v['p95']}, max {v['max']}, "
@@ -392,7 +419,7 @@ def markdown_report(results):
         "TF-IDF + logistic regression (balanced class weights, C by 3-fold CV on the training part), same splits. "
         "The quoted column is a figure quoted from the issue, not run here.",
         "",
-        "Pretraining (ruslit, held-out works; before = the seeded init):",
+        "Pretraining (held-out: ruslit's held-out works; before = the seeded init):",
         "",
         pretraining_table(results),
         "",
@@ -656,6 +683,37 @@ def token_lengths(task, split, tokenizer, qa_question_cap=64):
     return [min(q, qa_question_cap) + c + 3 for q, c in zip(questions, contexts)]
 
 
+# ============================================================ corpus
+
+def task_texts(task, path):
+    """The raw texts a task's examples in `path` hold (no labels): what task-adaptive pretraining may read."""
+    from rubert_tf.tasks import get_task
+
+    kind = get_task(TASK_KINDS[task])
+    examples = kind.read(path, kind.settings(overrides=TASK_OPTIONS[task]))
+    if TASK_KINDS[task] == "classification":
+        return [e["text"] for e in examples]
+    if TASK_KINDS[task] == "ner":
+        return [" ".join(e["tokens"]) for e in examples]
+    return [text for e in examples for text in (e["context"], e["question"])]
+
+
+def write_task_corpus(work, splits):
+    """work/data/task_texts.txt: the training texts of the four tasks and NTREX's Russian side (news, scored
+    by no task), one document each, minus every test text (task_corpus_documents). Returns the counts."""
+    path = os.path.join(work, "data", "task_texts.txt")
+    counts_path = path + ".json"
+    if os.path.exists(path) and os.path.exists(counts_path):
+        return path, load_json(counts_path)
+    train = {task: task_texts(task, splits[task]["train_path"]) for task in TASKS}
+    train["ntrex-ru"] = read_lines(os.path.join(DATA, "ntrex-en-ru", "train.ru"))
+    test = {task: task_texts(task, splits[task]["test_path"]) for task in TASKS}
+    documents, kept = task_corpus_documents(train, test)
+    write_text(path, "\n\n".join(documents) + "\n")
+    save_json(counts_path, kept)
+    return path, kept
+
+
 # ============================================================ 5. pretraining
 
 def steps_per_second_from_logs(log_dir):
@@ -841,8 +899,12 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the splits, the training subsets, the init and the pretraining "
                              "(default: %(default)s)")
+    parser.add_argument("--corpus", choices=CORPORA, default="ruslit+tasks",
+                        help="pretraining (and vocabulary) text: the ruslit training split, or that plus the four "
+                             "tasks' training texts and NTREX's Russian side, every test text removed (task-adaptive "
+                             "pretraining; default: %(default)s)")
     parser.add_argument("--vocab-size", type=int, default=16000,
-                        help="WordPiece vocabulary learnt on the ruslit training split (default: %(default)s)")
+                        help="WordPiece vocabulary learnt on the --corpus text (default: %(default)s)")
     parser.add_argument("--vocab", help="use this vocab.txt instead of learning one (--vocab-size is then ignored)")
     parser.add_argument("--max-length-quantile", type=float, default=0.95,
                         help="a task's max_length is this quantile of its training inputs' token lengths, rounded up "
@@ -979,7 +1041,14 @@ def main(argv=None):
     from rubert_tf.pretraining import prepare_corpus
     from rubert_tf.pretraining.pretrain import build_config
 
-    # 2. vocabulary
+    # 2. vocabulary (learnt on the pretraining text)
+    corpus_files, kept = [splits["ruslit"]["train_path"]], None
+    if args.corpus == "ruslit+tasks":
+        with timings.stage("task corpus"):
+            task_corpus, kept = write_task_corpus(work, splits)
+        corpus_files.append(task_corpus)
+        print("task-adaptive text: " + ", ".join(f"{k} {v}" for k, v in kept.items()) + f" texts -> {task_corpus}",
+              flush=True)
     if args.vocab:
         vocab = os.path.abspath(os.path.join(args.vocab, "vocab.txt") if os.path.isdir(args.vocab) else args.vocab)
         vocab_description = f"{vocab}"
@@ -987,9 +1056,10 @@ def main(argv=None):
         vocab = os.path.join(work, "vocab.txt")
         if not os.path.exists(vocab):
             with timings.stage("vocab"):
-                rt.train_vocab([splits["ruslit"]["train_path"]], vocab_size=args.vocab_size, output_path=vocab + ".tmp")
+                rt.train_vocab(corpus_files, vocab_size=args.vocab_size, output_path=vocab + ".tmp")
                 os.replace(vocab + ".tmp", vocab)
-        vocab_description = f"cased WordPiece learnt on the ruslit training split (--vocab-size {args.vocab_size})"
+        vocab_description = (f"cased WordPiece learnt on the {args.corpus} pretraining text "
+                             f"(--vocab-size {args.vocab_size})")
     tokenizer = rt.RuBertTokenizer(vocab)
     vocab_description = f"{tokenizer.vocab_size} tokens, {vocab_description}"
     print(f"vocab: {vocab_description}", flush=True)
@@ -1040,7 +1110,7 @@ def main(argv=None):
             if info and info.get("vocab_sha1") == digest and info.get("max_length") == pretrain_length:
                 continue
             with timings.stage(f"corpus {name}"):
-                info = prepare_corpus(splits["ruslit"][f"{'train' if name == 'train' else 'test'}_path"], path,
+                info = prepare_corpus(corpus_files if name == "train" else splits["ruslit"]["test_path"], path,
                                       tokenizer, max_length=pretrain_length, overwrite=True, progress=False)
             print(f"  {name}: {info['num_sequences']} sequences of {pretrain_length} tokens "
                   f"({info['num_tokens']} tokens)", flush=True)
@@ -1092,7 +1162,7 @@ def main(argv=None):
     invocation = {**invocations[-1], "load_end": load_end, "seconds": round(time.time() - started, 1)}
     invocations[-1] = invocation
     save_json(os.path.join(work, "invocations.json"), invocations)
-    results = {"tasks": args.tasks, "inits": inits, "seeds": args.seeds, "splits": {
+    results = {"tasks": args.tasks, "inits": inits, "corpus": args.corpus, "task_corpus": kept, "seeds": args.seeds, "splits": {
                    t: {k: v for k, v in s.items() if not k.endswith("_path")} for t, s in splits.items()},
                "split_files": {t: {k: v for k, v in s.items() if k.endswith("_path")} for t, s in splits.items()},
                "baseline": {t: baseline[t] for t in args.tasks if t in baseline},

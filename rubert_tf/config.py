@@ -133,8 +133,15 @@ class RuBertConfig:
         return out
 
     def to_hf_dict(self):
-        out = {"architectures": ["BertModel"], "model_type": "bert"}
+        """config.json of HF's BertModel, or of its ElectraModel when the embeddings are factorised (the only
+        layout that has them). A model_type read from the other family's checkpoint (an Electra discriminator
+        with E == H, say) is not kept, nor its architectures: they would make transformers build another model."""
+        out = {"architectures": ["BertModel"]}
         out.update(self.to_dict())
+        model_type = "electra" if self.factorized_embeddings else "bert"
+        if out.get("model_type", model_type) != model_type:
+            out["architectures"] = ["ElectraModel" if self.factorized_embeddings else "BertModel"]
+        out["model_type"] = model_type
         out.setdefault("position_embedding_type", "absolute")
         return dict(sorted(out.items()))
 

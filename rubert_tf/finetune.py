@@ -95,7 +95,6 @@ def finetune(task, model, train, out, eval=None, options=None, epochs=3, batch_s
         tokenizer = RuBertTokenizer.from_pretrained(model)
         with run.scope():
             network = _build(task, model, init, task.model_kwargs(train_examples, settings))
-        _check_savable(network, model)
         network.tokenizer = tokenizer
         # The settings travel with the model (config.json): evaluate, predict and export read them back.
         settings.store(network)
@@ -152,19 +151,6 @@ def _build(task, model, init, kwargs):
 
     logger.info("init='random': %s's architecture, weights randomly initialised (not loaded)", model)
     return task.model_class(RuBertConfig.from_pretrained(model), **kwargs)
-
-
-def _check_savable(network, model):
-    """Refuse, before any training, a model whose result could not be saved at the end: task models are
-    saved in BERT's layout, which has no embeddings_project for factorised embeddings (embedding size !=
-    hidden size, as in ELECTRA-small checkpoints)."""
-    config = network.config
-    if getattr(config, "factorized_embeddings", False):
-        raise ValueError(
-            f"{model}: embedding_size={config.embedding_size} differs from hidden_size={config.hidden_size} "
-            "(factorised ELECTRA embeddings); fine-tuned task models are saved in BERT's layout, which cannot hold "
-            "them, so this checkpoint cannot be fine-tuned yet (checkpoints with embedding_size == hidden_size, "
-            "such as `rubert-tf pretrain --objective rtd` writes, can)")
 
 
 def _class_weights(class_weight, network, examples):

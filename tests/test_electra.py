@@ -91,16 +91,50 @@ def test_embedding_size_config_round_trip_and_electra_default():
         rt.RuBertConfig(**TINY, embedding_size=0)
 
 
-def test_factorised_encoder_has_the_projection_and_refuses_the_bert_layout(tmp_path):
+def test_factorised_encoder_has_the_projection_and_saves_as_electra_model(tmp_path):
+    from rubert_tf.checkpoints.hf import save_hf_checkpoint
+
     encoder = rt.RuBertEncoder(rt.RuBertConfig(**TINY, embedding_size=24))
+    randomize(encoder.weights)
     weights = encoder.hf_weight_map()
     assert tuple(weights["embeddings.word_embeddings.weight"][0].shape) == (120, 24)
     assert tuple(weights["embeddings.LayerNorm.weight"][0].shape) == (24,)
     assert tuple(weights["embeddings_project.weight"][0].shape) == (24, 32)  # Keras [in, out]; HF [32, 24]
     assert "embeddings_project.weight" not in rt.RuBertEncoder(rt.RuBertConfig(**TINY)).hf_weight_map()
-    with pytest.raises(CheckpointError, match="embeddings_project"):
-        encoder.save_pretrained(str(tmp_path / "bert"))
+    with pytest.raises(CheckpointError, match="embeddings_project"):  # BERT's layout cannot hold it
+        save_hf_checkpoint(encoder, str(tmp_path / "bert"), architecture="BertModel")
     assert not os.path.exists(tmp_path / "bert" / "config.json")
+
+    encoder.save_pretrained(str(tmp_path / "electra"))  # ... so save_pretrained writes HF's ElectraModel
+    config = json.loads((tmp_path / "electra" / "config.json").read_text())
+    assert (config["model_type"], config["architectures"], config["embedding_size"]) == (
+        "electra", ["ElectraModel"], 24)
+    features, _, _ = batch(seed=3)
+    body = {k: features[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+    real = features["padding_mask"].astype(bool)
+    ours = np.asarray(encoder(body, training=False)["sequence_output"])
+    hf = transformers.ElectraModel.from_pretrained(str(tmp_path / "electra")).eval()
+    with torch.no_grad():
+        theirs = hf(**torch_inputs(features)).last_hidden_state.numpy()
+    np.testing.assert_allclose(ours[real], theirs[real], atol=1e-4)
+    again = rt.RuBertEncoder.from_pretrained(str(tmp_path / "electra"))
+    np.testing.assert_allclose(np.asarray(again(body, training=False)["sequence_output"]), ours, atol=1e-6)
+
+
+def test_config_saved_from_an_electra_checkpoint_names_the_family_its_weights_have(tmp_path):
+    """An Electra discriminator's config with E == H describes a BertModel once read: saving it must not keep
+    model_type "electra" (transformers would build an ElectraModel and find BERT's names); E != H stays Electra."""
+    values = dict(TINY, model_type="electra", architectures=["ElectraForPreTraining"], embedding_size=32)
+    config = rt.RuBertConfig.from_dict(values)
+    assert not config.factorized_embeddings
+    written = json.loads(open(config.save_pretrained(str(tmp_path / "bert"))).read())
+    assert (written["model_type"], written["architectures"]) == ("bert", ["BertModel"])
+    factorised = rt.RuBertConfig.from_dict(dict(values, embedding_size=24))
+    written = json.loads(open(factorised.save_pretrained(str(tmp_path / "electra"))).read())
+    assert (written["model_type"], written["architectures"], written["embedding_size"]) == (
+        "electra", ["ElectraForPreTraining"], 24)
+    again = rt.RuBertConfig.from_pretrained(str(tmp_path / "electra"))
+    assert (again.embedding_size, again.hidden_size, again.factorized_embeddings) == (24, 32, True)
 
 
 def test_generator_config_is_a_quarter_of_the_discriminator():
@@ -200,16 +234,54 @@ def test_transformers_electra_loads_as_our_encoder_classifier_and_discriminator(
     np.testing.assert_allclose(ours[real], hf_logits[real], atol=1e-4)
 
 
-def test_finetune_refuses_a_factorised_checkpoint_before_training(hf_electra_dir, tmp_path):
+def test_factorised_checkpoint_fine_tunes_and_saves_in_the_electra_layout(hf_electra_dir, tmp_path):
+    """finetune on an ELECTRA-small-like checkpoint (E 24 != H 32): the task model is saved in HF's Electra
+    layout, transformers' ElectraForTokenClassification reads it with our logits, and our loader and
+    evaluate read it back whole (a classifier too, whose head has no Electra twin)."""
     from rubert_tf.finetune import finetune
 
     directory, _ = hf_electra_dir
-    train = tmp_path / "train.csv"
-    train.write_text("text,label\nхорошо,1\nплохо,0\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="embedding_size=24 differs from hidden_size=32"):
-        finetune("classification", model=directory, train=str(train), out=str(tmp_path / "out"), epochs=1)
-    assert not os.path.exists(tmp_path / "out" / "config.json")
-    assert not os.path.isdir(tmp_path / "out" / "backup")
+    ner_train = tmp_path / "ner.bio"
+    ner_train.write_text("Путин B-PER\nв O\nМоскве B-LOC\n\nЛенин B-PER\nи O\nСталин B-PER\n\n",
+                         encoding="utf-8")
+    out = tmp_path / "ner"
+    metrics = finetune("ner", model=directory, train=str(ner_train), eval=str(ner_train), out=str(out), epochs=1,
+                       batch_size=2, max_length=16, learning_rate=1e-3, verbose=0)
+    assert "f1" in metrics
+    config = json.loads((out / "config.json").read_text())
+    assert (config["model_type"], config["architectures"], config["embedding_size"], config["hidden_size"]) == (
+        "electra", ["ElectraForTokenClassification"], 24, 32)
+
+    ours = rt.RuBertTokenClassifier.from_pretrained(str(out))
+    assert ours.config.factorized_embeddings
+    assert ours.labels == [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    features, _, _ = batch(seed=2)
+    body = {k: features[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+    real = features["padding_mask"].astype(bool)
+    logits = np.asarray(ours(body, training=False)["logits"])
+    hf = transformers.ElectraForTokenClassification.from_pretrained(str(out)).eval()
+    with torch.no_grad():
+        hf_logits = hf(**torch_inputs(features)).logits.numpy()
+    np.testing.assert_allclose(logits[real], hf_logits[real], atol=1e-4)
+
+    clf_train = tmp_path / "train.csv"
+    clf_train.write_text("text,label\nхорошо,1\nплохо,0\nотлично,1\nужасно,0\n", encoding="utf-8")
+    clf_out = tmp_path / "clf"
+    finetune("classification", model=directory, train=str(clf_train), out=str(clf_out), epochs=1, batch_size=2,
+             max_length=8, verbose=0)
+    config = json.loads((clf_out / "config.json").read_text())
+    assert (config["model_type"], config["architectures"]) == ("electra", ["RuBertClassifier"])
+    classifier = rt.RuBertClassifier.from_pretrained(str(clf_out))
+    again = rt.RuBertClassifier.from_pretrained(str(clf_out))
+    np.testing.assert_array_equal(np.asarray(classifier(body, training=False)["logits"]),
+                                  np.asarray(again(body, training=False)["logits"]))
+    weights = {name: variable.numpy() for name, (variable, _) in classifier.hf_weight_map().items()}
+    assert weights["classifier.weight"].shape == (32, 2)  # the head came back, not a fresh one
+    from rubert_tf.checkpoints.hf import read_hf_weights
+
+    saved = read_hf_weights(str(clf_out / "model.safetensors"))
+    assert "electra.embeddings_project.weight" in saved and not any(k.startswith("bert.") for k in saved)
+    np.testing.assert_array_equal(saved["classifier.weight"], weights["classifier.weight"].T)
 
 
 # ---- RTD labels and loss ----------------------------------------------------------------------------

@@ -54,6 +54,31 @@ def test_split_articles_and_question_limit(bench):
     assert bench.limit_questions(train, None) == train
 
 
+def test_task_corpus_drops_test_texts_and_duplicates(bench):
+    train = {"rusentne": ["Путин  приехал в Москву.", "Путин приехал в Москву.", "Сбербank вырос.", "  "],
+             "rucola": ["Мама мыла раму.", "Тест\nв двух строках."],
+             "ntrex-ru": ["Новость дня."]}
+    test = {"rusentne": ["Сбербank вырос."], "xquad": ["Мама  мыла\tраму."]}
+    documents, kept = bench.task_corpus_documents(train, test)
+    # whitespace-normalised duplicates once, a test text (also in another task's test part) never, one line each
+    assert documents == ["Путин приехал в Москву.", "Тест в двух строках.", "Новость дня."]
+    assert kept == {"rusentne": 1, "rucola": 1, "ntrex-ru": 1}
+    everything_tested, _ = bench.task_corpus_documents({"rucola": ["a b"]}, {"rucola": ["a  b"]})
+    assert everything_tested == []
+
+
+def test_task_corpus_on_the_real_splits(bench, tmp_path):
+    """The files the benchmark pretrains on hold no text of any test part (real data, real readers)."""
+    splits = bench.make_splits(str(tmp_path), seed=0, train_limit=None)
+    path, kept = bench.write_task_corpus(str(tmp_path), splits)
+    lines = {line for line in open(path, encoding="utf-8").read().split("\n") if line.strip()}
+    assert set(kept) == {"rusentne", "rucola", "factrueval", "xquad", "ntrex-ru"} and all(kept.values())
+    for task in bench.TASKS:
+        tested = {" ".join(t.split()) for t in bench.task_texts(task, splits[task]["test_path"])}
+        assert tested and not lines & tested, task
+    assert len(lines) == sum(kept.values())
+
+
 def test_limit_items(bench):
     items = list(range(50))
     assert bench.limit_items(items, None) == items
@@ -144,7 +169,7 @@ def test_git_commit_reads_refs(bench, tmp_path):
 
 def test_help_lists_every_flag(bench):
     text = bench.build_parser().format_help()
-    for flag in ("--work", "--pretrain-minutes", "--objectives", "--tasks", "--seeds", "--vocab-size", "--vocab",
+    for flag in ("--work", "--corpus", "--pretrain-minutes", "--objectives", "--tasks", "--seeds", "--vocab-size", "--vocab",
                  "--max-length-quantile", "--max-length-cap", "--num-layers", "--hidden-size", "--num-heads",
                  "--intermediate-size", "--pretrain-batch-size", "--pretrain-learning-rate", "--finetune-epochs",
                  "--finetune-learning-rate", "--finetune-batch-size", "--lr-schedule", "--train-limit",
@@ -153,3 +178,4 @@ def test_help_lists_every_flag(bench):
     args = bench.parse_args(["--work", "w", "--finetune-epochs", "xquad=2", "--seeds", "1,2"])
     assert args.epochs["xquad"] == 2 and args.epochs["rusentne"] == 4 and args.seeds == [1, 2]
     assert bench.parse_args(["--work", "w", "--skip-pretrain"]).objectives == []
+    assert args.corpus == "ruslit+tasks" and bench.parse_args(["--work", "w", "--corpus", "ruslit"]).corpus == "ruslit"

@@ -67,6 +67,26 @@ def save_replaced_token_detection(model, directory, tokenizer=None):
                               config_values=electra_config_dict(model.config, "ElectraForPreTraining"))
 
 
+def save_factorized(model, directory, tokenizer=None):
+    """A RuBertEncoder or task model whose embeddings are factorised (embedding_size != hidden_size, as
+    ELECTRA-small's) in HF's Electra layout, the only one with `embeddings_project`: the encoder under
+    `electra.`, the task head under its own names, model_type "electra".
+
+    The architecture written is the model's `hf_electra_architecture`, the Electra class with the same head
+    (ElectraModel, ElectraForTokenClassification, ElectraForQuestionAnswering); a model whose head has no
+    Electra twin (RuBertClassifier: BERT's tanh pooler + classifier, where ElectraForSequenceClassification
+    has dense + GELU + out_proj) is written under its own class name, which transformers reads as a bare
+    Electra encoder and reports its own head as newly initialised. This library loads every such folder back
+    whole (loading.py maps the `electra.` prefix)."""
+    architecture = getattr(model, "hf_electra_architecture", None) or type(model).__name__
+    encoder = getattr(model, "encoder", model)
+    weights = dict(encoder.hf_weight_map("electra."))
+    if encoder is not model:
+        weights.update(model.hf_head_weights())
+    return save_hf_checkpoint(ElectraWeights(model.config, weights), directory, tokenizer=tokenizer,
+                              architecture=architecture, config_values=electra_config_dict(model.config, architecture))
+
+
 def load_replaced_token_detection(cls, name_or_path, generator=None, generator_hidden_size=None, **kwargs):
     """`cls(config, generator_config=..., **kwargs)` with the weights of a discriminator checkpoint and (when
     there is one) a generator checkpoint; see RuBertForReplacedTokenDetection.from_pretrained."""

@@ -56,7 +56,7 @@ class RuBertEncoder(keras.Model):
     `include_pooler=True`, the default).
     With `config.embedding_size` E != H (ELECTRA's factorised embeddings), the embeddings and their
     LayerNorm have width E and a Dense `embeddings_project` (E -> H) follows the embeddings dropout, as in
-    HF's ElectraModel; such an encoder loads from Electra checkpoints but has no BERT layout to save to.
+    HF's ElectraModel; such an encoder loads from Electra checkpoints and saves in HF's Electra layout.
 
     Example (a tiny random encoder; `RuBertEncoder.from_pretrained(path)` loads real weights):
 
@@ -75,6 +75,7 @@ class RuBertEncoder(keras.Model):
     'mixed_bfloat16'
     """
 
+    hf_electra_architecture = "ElectraModel"  # the layout save_pretrained writes for factorised embeddings
     task_name = "sentence"  # the task unit that serves it (rubert_tf.tasks.sentence)
 
     def __init__(self, config, include_pooler=True, shared_embeddings=None, **kwargs):
@@ -212,7 +213,12 @@ class RuBertEncoder(keras.Model):
         return load_model(cls, name_or_path, **kwargs)
 
     def save_pretrained(self, directory, tokenizer=None):
-        """Write the HF layout (config.json, model.safetensors, vocab.txt when a tokenizer is given)."""
+        """Write the HF layout (config.json, model.safetensors, vocab.txt when a tokenizer is given): BertModel,
+        or ElectraModel when the embeddings are factorised (embedding_size != hidden_size)."""
+        if self.config.factorized_embeddings:
+            from rubert_tf.checkpoints.electra import save_factorized
+
+            return save_factorized(self, directory, tokenizer=tokenizer)
         from rubert_tf.checkpoints.hf import save_hf_checkpoint
 
         return save_hf_checkpoint(self, directory, tokenizer=tokenizer, architecture="BertModel")

@@ -44,6 +44,7 @@ class RuBertQuestionAnswerer(TaskModel):
     task_name = "qa"  # the task unit that serves it (rubert_tf.tasks.qa)
 
     hf_architecture = "BertForQuestionAnswering"
+    hf_electra_architecture = "ElectraForQuestionAnswering"
 
     def __init__(self, config, **kwargs):
         config = as_config(config)

@@ -72,6 +72,7 @@ class RuBertSentenceEncoder(TaskModel):
     task_name = "sentence"  # the task unit that serves it (rubert_tf.tasks.sentence)
 
     hf_architecture = "BertModel"
+    hf_electra_architecture = "ElectraModel"
 
     def __init__(self, config, pooling=None, normalize=None, **kwargs):
         config = copy.deepcopy(as_config(config))

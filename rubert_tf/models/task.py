@@ -67,6 +67,7 @@ class TaskModel(keras.Model):
     `hf_architecture`, and list their head weights in `hf_head_weights()`."""
 
     hf_architecture = "BertModel"
+    hf_electra_architecture = None  # the HF Electra class with this head (saved so with factorised embeddings)
 
     def _finish(self, config, encoder, init_kwargs):
         # The encoder was built with the `dtype` given to the task model (or the global policy): the
@@ -109,6 +110,12 @@ class TaskModel(keras.Model):
         return model
 
     def save_pretrained(self, directory, tokenizer=None):
+        """HF's BERT layout (`hf_architecture`), or its Electra layout when the embeddings are factorised
+        (embedding_size != hidden_size: BERT's layout has no embeddings_project)."""
+        if self.config.factorized_embeddings:
+            from rubert_tf.checkpoints.electra import save_factorized
+
+            return save_factorized(self, directory, tokenizer=tokenizer or self.tokenizer)
         from rubert_tf.checkpoints.hf import save_hf_checkpoint
 
         return save_hf_checkpoint(self, directory, tokenizer=tokenizer or self.tokenizer,

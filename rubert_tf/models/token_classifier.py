@@ -34,6 +34,7 @@ class RuBertTokenClassifier(TaskModel):
     """
 
     hf_architecture = "BertForTokenClassification"
+    hf_electra_architecture = "ElectraForTokenClassification"
     task_name = "ner"  # the task unit that serves it (rubert_tf.tasks.ner)
 
     def __init__(self, config, labels=None, load_head=True, **kwargs):
