@@ -147,6 +147,9 @@ def test_rtd_trains_under_mirrored_strategy_with_bf16(corpus, tmp_path):
     assert np.isfinite(metrics["train_loss_first_epoch"]) and np.isfinite(metrics["train_loss_last_epoch"])
     assert metrics["train_loss_last_epoch"] < metrics["train_loss_first_epoch"]
     assert json.load(open(tmp_path / "out" / "config.json"))["model_type"] == "electra"
+    # The sampler's state is mirrored: with the same logits, replicas must still draw their own replacements.
+    first, second = (np.asarray(samples) for samples in metrics["replica_samples"])
+    assert first.shape == (4, 20) and (first[:, 1:17] != second[:, 1:17]).mean() > 0.5
 
 
 def _mirrored_script(train, out, result_path):
@@ -158,8 +161,25 @@ def _mirrored_script(train, out, result_path):
                        overrides=dict(num_layers=1, hidden_size=32, num_heads=2, intermediate_size=64), batch_size=8,
                        steps=12, checkpoint_every=6, learning_rate=2e-3, strategy="mirrored", num_logical_cpus=2,
                        mixed_precision="bf16", verbose=0)
+    metrics["replica_samples"] = _samples_per_replica()
     with open(result_path, "w", encoding="utf-8") as f:
         json.dump(metrics, f)
+
+
+def _samples_per_replica():
+    """The replacements each of 2 Mirrored replicas draws for the same (flat) logits, in one training call."""
+    import tensorflow as tf
+
+    from rubert_tf.models.electra import SampleReplacements
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        layer = SampleReplacements(seed=7)
+    logits = tf.zeros([4, 16, 50])  # uniform over 50 tokens at 16 positions of 4 rows
+    token_ids = tf.zeros([4, 20], tf.int32)
+    positions = tf.tile(tf.range(1, 17)[tf.newaxis], [4, 1])
+    drawn = strategy.run(tf.function(lambda: layer(logits, token_ids, positions, training=True)))
+    return [tensor.numpy().tolist() for tensor in strategy.experimental_local_results(drawn)]
 
 
 if __name__ == "__main__":

@@ -112,6 +112,17 @@ class ElectraGeneratorHead(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
+def replica_seed(seed):
+    """A stateless-op seed (int32 [2]) from a SeedGenerator's `seed`, different on every replica of a
+    tf.distribute strategy: the generator's state is mirrored, so without the replica id every replica would
+    draw the same noise (replica 0, and any run without a strategy, keeps the seed as it is)."""
+    # As Keras' own categorical: its int64 state folded into int32 (stateless ops want int32 under XLA).
+    seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), tf.int32.max - 1), tf.int32)
+    context = tf.distribute.get_replica_context()
+    replica = 0 if context is None else context.replica_id_in_sync_group
+    return seed + tf.stack([tf.constant(0, tf.int32), tf.cast(replica, tf.int32)])
+
+
 @keras.saving.register_keras_serializable(package="rubert_tf")
 class SampleReplacements(keras.layers.Layer):
     """(generator logits [B, P, V], token_ids [B, T], mask_positions [B, P]) -> int32 [B, T]: token_ids
@@ -131,8 +142,12 @@ class SampleReplacements(keras.layers.Layer):
     def call(self, logits, token_ids, mask_positions, training=False):
         logits = ops.cast(ops.stop_gradient(logits), "float32")
         flat = ops.reshape(logits, (-1, ops.shape(logits)[-1]))
-        seed = self.seed_generator if training else INFERENCE_SEED
-        samples = ops.reshape(keras.random.categorical(flat, 1, dtype="int32", seed=seed), ops.shape(mask_positions))
+        if training:
+            seed = replica_seed(self.seed_generator.next())
+            drawn = tf.random.stateless_categorical(flat, 1, seed=seed, dtype=tf.int32)
+        else:
+            drawn = keras.random.categorical(flat, 1, dtype="int32", seed=INFERENCE_SEED)
+        samples = ops.reshape(drawn, ops.shape(mask_positions))
         return scatter_at_positions(token_ids, mask_positions, samples, ops.cast(mask_positions, "int32") > 0)
 
     def compute_output_shape(self, logits_shape, token_ids_shape, mask_positions_shape):
