@@ -350,11 +350,11 @@ def pretraining_table(results):
         return "(no pretraining in this invocation: --skip-pretrain)"
     lines = ["| objective | planned steps | trained steps | training time (budget) | s/step (calibrated) | "
              "held-out MLM acc before → after | held-out MLM loss before → after | "
-             "held-out RTD acc before → after |",
-             "|---|---|---|---|---|---|---|---|"]
+             "held-out RTD acc before → after | held-out RTD AUC before → after |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for objective, info in (results.get("pretraining") or {}).items():
         if info.get("skipped"):
-            lines.append(f"| {objective} | {info['skipped']} |  |  |  |  |  |  |")
+            lines.append(f"| {objective} | {info['skipped']} |  |  |  |  |  |  |  |")
             continue
         metrics, plan = info.get("metrics") or {}, info.get("plan") or {}
         before, after = metrics.get("eval_before") or plan.get("eval_before"), metrics.get("eval_after")
@@ -371,7 +371,7 @@ def pretraining_table(results):
             f"({plan.get('budget_minutes')} min) | {plan.get('seconds_per_step', float('nan')):.3f} "
             f"({plan.get('source', '?')}) | "
             f"{_transition(before, after, 'mlm_accuracy')} | {_transition(before, after, 'mlm_loss')} | "
-            f"{_transition(before, after, 'rtd_accuracy')} |")
+            f"{_transition(before, after, 'rtd_accuracy')} | {_transition(before, after, 'rtd_auc')} |")
     return "\n".join(lines)
 
 

@@ -353,6 +353,13 @@ def test_loss_is_mlm_plus_weighted_bce_computed_by_hand(tiny_rtd):
     assert values["loss"] == pytest.approx(expected, rel=1e-5)
     for name, value in metrics.items():
         assert values[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    # AUC against sklearn's exact one (Keras' is binned at 500 thresholds of the sigmoid)
+    from sklearn.metrics import roc_auc_score
+
+    real = features["padding_mask"].astype(bool)
+    replaced = (outputs["corrupted_ids"] != originals)[real]
+    exact = roc_auc_score(replaced, outputs["rtd_logits"][real])
+    assert values["rtd_auc"] == pytest.approx(exact, abs=0.02) and 0 < values["rtd_auc"] < 1
 
 
 def test_fit_trains_generator_and_discriminator_together():
@@ -376,4 +383,4 @@ def test_fit_trains_generator_and_discriminator_together():
     assert history["loss"][-1] < 0.85 * history["loss"][0]
     assert history["mlm_loss"][-1] < history["mlm_loss"][0] - 0.1  # the generator learns ...
     assert history["rtd_loss"][-1] < history["rtd_loss"][0] - 0.1  # ... and so does the discriminator
-    assert {"mlm_accuracy", "rtd_accuracy", "rtd_loss", "rtd_recall"} <= set(history)
+    assert {"mlm_accuracy", "rtd_accuracy", "rtd_loss", "rtd_recall", "rtd_auc"} <= set(history)

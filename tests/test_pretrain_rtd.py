@@ -60,7 +60,7 @@ def test_rtd_cli_run_saves_electra_and_finetune_loads_its_discriminator(corpus, 
     before, after = metrics["eval_before"], metrics["eval_after"]
     print(f"\nheld-out RTD {json.dumps(before)} -> {json.dumps(after)}")
     assert metrics["objective"] == "rtd"
-    assert set(after) == {"mlm_loss", "mlm_accuracy", "rtd_loss", "rtd_accuracy", "rtd_recall"}
+    assert set(after) == {"mlm_loss", "mlm_accuracy", "rtd_loss", "rtd_accuracy", "rtd_recall", "rtd_auc"}
     assert before["mlm_loss"] == pytest.approx(np.log(1000), abs=0.3)  # random generator: ~uniform
     assert after["mlm_loss"] < before["mlm_loss"] - 0.5
     assert after["rtd_loss"] < before["rtd_loss"] - 0.1

@@ -173,7 +173,7 @@ class RuBertForReplacedTokenDetection(keras.Model):
     masked pretraining batches (rubert_tf.data.pretraining with max_predictions): the loss is the
     generator's MLM cross-entropy + rtd_weight x the discriminator's binary cross-entropy over all real
     tokens; fit/evaluate report mlm_loss, mlm_accuracy, rtd_loss, rtd_accuracy (all real tokens) and
-    rtd_recall (share of the replaced tokens detected).
+    rtd_recall (share of the replaced tokens detected), rtd_auc (ROC AUC of the logits, replaced vs original).
 
     Inputs: token_ids, segment_ids, padding_mask [B, T], mask_positions [B, P] (0 = filler).
     Outputs: `logits` [B, P, V] (generator, float32), `rtd_logits` [B, T] (discriminator, float32),
@@ -243,6 +243,9 @@ class RuBertForReplacedTokenDetection(keras.Model):
         self.rtd_loss = keras.metrics.Mean(name="rtd_loss")
         self.rtd_accuracy = keras.metrics.Mean(name="rtd_accuracy")
         self.rtd_recall = keras.metrics.Mean(name="rtd_recall")
+        # Ranking quality, whatever the threshold: early in training every logit is < 0 (recall ~0, accuracy =
+        # the share of original tokens) while replaced tokens already score higher than original ones.
+        self.rtd_auc = keras.metrics.AUC(num_thresholds=500, from_logits=True, name="rtd_auc")
 
     def get_config(self):
         return {"config": self.config.to_dict(), "generator_config": self.generator_config.to_dict(),
@@ -286,6 +289,9 @@ class RuBertForReplacedTokenDetection(keras.Model):
         self.rtd_accuracy.update_state(tf.cast(detected == terms["replaced"], tf.float32), sample_weight=terms["real"])
         self.rtd_recall.update_state(tf.cast(detected, tf.float32),
                                      sample_weight=terms["real"] * tf.cast(terms["replaced"], tf.float32))
+        self.rtd_auc.update_state(tf.reshape(terms["replaced"], [-1]),
+                                  tf.reshape(tf.cast(y_pred["rtd_logits"], tf.float32), [-1]),
+                                  sample_weight=tf.reshape(terms["real"], [-1]))
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     # ---- checkpoints -------------------------------------------------------------------

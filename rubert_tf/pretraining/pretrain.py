@@ -175,7 +175,7 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
         `generator_hidden_size` (default: a quarter of the model's) fills the masked positions with samples,
         the model learns to spot them; loss = MLM + `rtd_weight` x BCE; masking 85% [MASK] / 15% kept).
         "rtd" saves the Electra layout: out/ is an ElectraForPreTraining (which every fine-tuning path loads
-        as the encoder), out/generator/ an ElectraForMaskedLM; metrics add rtd_loss/rtd_accuracy/rtd_recall.
+        as the encoder), out/generator/ an ElectraForMaskedLM; metrics add rtd_loss/rtd_accuracy/rtd_recall/rtd_auc.
     """
     if objective not in ("mlm", "rtd"):
         raise ValueError(f"objective must be 'mlm' or 'rtd', got {objective!r}")
@@ -310,7 +310,7 @@ _EVAL_NAMES = {"xent": "mlm_loss", "logits_xent": "mlm_loss", "accuracy": "mlm_a
                "logits_accuracy": "mlm_accuracy", "sop_logits_xent": "sop_loss", "sop_logits_accuracy": "sop_accuracy",
                # RuBertForReplacedTokenDetection reports its metrics under these names already.
                "mlm_loss": "mlm_loss", "mlm_accuracy": "mlm_accuracy", "rtd_loss": "rtd_loss",
-               "rtd_accuracy": "rtd_accuracy", "rtd_recall": "rtd_recall"}
+               "rtd_accuracy": "rtd_accuracy", "rtd_recall": "rtd_recall", "rtd_auc": "rtd_auc"}
 
 
 def _evaluate(network, data):
