@@ -1,5 +1,6 @@
-"""Issue 13's recipe benchmark: does pretraining on ruslit (MLM and/or ELECTRA-style RTD, a fixed wall-clock
-budget each) beat random init on four Russian tasks? One command, resumable; not a test.
+"""Issue 13's recipe benchmark: does pretraining (MLM and/or ELECTRA-style RTD, a fixed wall-clock budget each)
+on ruslit + the tasks' own training texts beat random init on four Russian tasks? One command, resumable; not
+a test.
 
     # the measured run (defaults: 2 objectives x 60 min pretraining, 4 tasks x 3 inits x 3 seeds;
     # estimated 4-5 hours on 2 CPU cores, most of it the 36 fine-tunings)
@@ -25,14 +26,21 @@ rows it was trained on):
    - XQuAD-ru part 1: a seeded 20% of its 24 articles is the test part (no context is in both): SQuAD EM/F1.
    Full training sets unless --train-limit N (a seeded subset of N training examples per task; tests stay
    whole).
-2. Vocabulary: a --vocab-size (16k) cased WordPiece learnt on the ruslit training split (rt.train_vocab),
-   unless --vocab is given.
+   Pretraining text (--corpus): "ruslit+tasks" (default) is the ruslit training split plus, as task-adaptive
+   pretraining (Gururangan et al., 2020), the raw texts of every task's training part (RuSentNE sentences,
+   RuCoLA sentences, factRuEval sentences, XQuAD contexts and questions; no labels) and NTREX's Russian side
+   (news, scored by no task), each text once, and none that is also a text of any test part
+   (work/data/task_texts.txt); "ruslit" is the ruslit training split alone. ruslit is literary prose while
+   three of the four tasks are news, and ruslit alone is 0.77 M tokens.
+2. Vocabulary: a --vocab-size (16k) cased WordPiece learnt on the pretraining text (rt.train_vocab), unless
+   --vocab is given; the random-init baseline uses the same vocabulary.
 3. Sequence lengths from the data: each task's training inputs ([CLS] text [SEP] (pair [SEP]); NER: the
    words' pieces + 2; QA: question (at most 64 pieces) + context + 3) are tokenized with that vocab and a
    task's max_length is their --max-length-quantile (0.95), rounded up to a multiple of 16, at most
    --max-length-cap (256); the distributions are printed. Pretraining length: the largest of the four
    tasks' lengths (so every position a fine-tuning uses was pretrained; the cap when XQuAD's contexts reach
-   it) unless --pretrain-max-length; ruslit is packed at that length by prepare_corpus.
+   it) unless --pretrain-max-length; the pretraining text is packed at that length by prepare_corpus (held-out:
+   ruslit's held-out works).
    All four tasks are measured whatever --tasks says, so the pretraining does not depend on --tasks.
 4. Model: rubert-tiny2's config with 4 layers x hidden 256, 4 heads, FFN 1024 (build_config overrides),
    the vocabulary of step 2. The random-init baseline is this architecture + vocab (work/random-init);
@@ -65,8 +73,8 @@ pretraining then gets the budget it has left, estimated from the steps done). Th
 results are kept in work/settings.json; another invocation with other values for them is refused (use
 another --work). --tasks, --seeds and --objectives may grow between invocations.
 
-Results: BENCHMARKS.md, section "Russian tasks" (a reduced run so far: RTD only, 40 minutes, RuSentNE and
-RuCoLA; see there).
+Results: BENCHMARKS.md, section "Russian tasks" (reduced runs so far: 30-40 minutes of pretraining, RuSentNE
+and RuCoLA first; see there for which).
 """
 
 import argparse
