@@ -120,8 +120,8 @@ DEFAULT_LEARNING_RATE = 1e-4
 EPOCHS = 4  # a pretraining's Keras epochs: a kept checkpoint and a held-out validation after each
 BEGIN, END = "<!-- russian_tasks:begin -->", "<!-- russian_tasks:end -->"
 # argparse names whose values change the results: a --work folder keeps them (settings.json).
-RESULT_SETTINGS = ("seed", "corpus", "vocab_size", "vocab", "max_length_quantile", "max_length_cap", "pretrain_max_length",
-                   "num_layers", "hidden_size", "num_heads", "intermediate_size", "pretrain_minutes",
+RESULT_SETTINGS = ("seed", "corpus", "vocab_size", "vocab", "max_length_quantile", "max_length_cap",
+                   "pretrain_max_length", "num_layers", "hidden_size", "num_heads", "intermediate_size", "pretrain_minutes",
                    "pretrain_steps", "calibration_steps", "pretrain_batch_size", "pretrain_learning_rate",
                    "pretrain_lr_schedule", "pretrain_warmup_steps", "pretrain_min_lr_ratio", "finetune_epochs",
                    "finetune_learning_rate", "finetune_batch_size", "lr_schedule", "train_limit", "mixed_precision")
@@ -195,12 +195,15 @@ def task_corpus_documents(train_texts, test_texts):
     """Task-adaptive pretraining text: {task: training texts} -> one document per task (a line per text, in
     order, duplicates dropped), without any text that is also a test text of any task, so nothing scored is
     ever pretrained on. Returns (documents, {task: texts kept})."""
-    excluded = {" ".join(t.split()) for texts in test_texts.values() for t in texts}
+    def one_line(text):  # the corpus reader splits documents at blank lines
+        return " ".join(text.split())
+
+    excluded = {one_line(t) for texts in test_texts.values() for t in texts}
     documents, kept = [], {}
     for task, texts in train_texts.items():
         seen, lines = set(), []
         for text in texts:
-            line = " ".join(text.split())  # one line per text: the corpus reader splits documents at blank lines
+            line = one_line(text)
             if line and line not in seen and line not in excluded:
                 seen.add(line)
                 lines.append(line)
@@ -662,18 +665,23 @@ def run_baseline(task, split, seed):
 
 # ============================================================ 3. lengths
 
-def token_lengths(task, split, tokenizer, qa_question_cap=64):
-    """Token lengths of the training inputs, special tokens included (see the module docstring)."""
+def read_examples(task, path):
+    """A task's examples in `path`, read by its task unit with the benchmark's options for it."""
     from rubert_tf.tasks import get_task
 
+    kind = get_task(TASK_KINDS[task])
+    return kind.read(path, kind.settings(overrides=TASK_OPTIONS[task]))
+
+
+def token_lengths(task, split, tokenizer, qa_question_cap=64):
+    """Token lengths of the training inputs, special tokens included (see the module docstring)."""
     def counts(texts):
         out = []
         for i in range(0, len(texts), 2048):
             out += [int(n) for n in tokenizer.tokenize(texts[i:i + 2048]).row_lengths().numpy()]
         return out
 
-    kind = get_task(TASK_KINDS[task])
-    examples = kind.read(split["train_path"], kind.settings(overrides=TASK_OPTIONS[task]))
+    examples = read_examples(task, split["train_path"])
     if TASK_KINDS[task] == "classification":
         lengths = [n + 2 for n in counts([e["text"] for e in examples])]
         if examples and examples[0].get("text_pair") is not None:
@@ -695,10 +703,7 @@ def token_lengths(task, split, tokenizer, qa_question_cap=64):
 
 def task_texts(task, path):
     """The raw texts a task's examples in `path` hold (no labels): what task-adaptive pretraining may read."""
-    from rubert_tf.tasks import get_task
-
-    kind = get_task(TASK_KINDS[task])
-    examples = kind.read(path, kind.settings(overrides=TASK_OPTIONS[task]))
+    examples = read_examples(task, path)
     if TASK_KINDS[task] == "classification":
         return [e["text"] for e in examples]
     if TASK_KINDS[task] == "ner":
@@ -1170,7 +1175,8 @@ def main(argv=None):
     invocation = {**invocations[-1], "load_end": load_end, "seconds": round(time.time() - started, 1)}
     invocations[-1] = invocation
     save_json(os.path.join(work, "invocations.json"), invocations)
-    results = {"tasks": args.tasks, "inits": inits, "corpus": args.corpus, "task_corpus": kept, "seeds": args.seeds, "splits": {
+    results = {"tasks": args.tasks, "inits": inits, "corpus": args.corpus, "task_corpus": kept, "seeds": args.seeds,
+               "splits": {
                    t: {k: v for k, v in s.items() if not k.endswith("_path")} for t, s in splits.items()},
                "split_files": {t: {k: v for k, v in s.items() if k.endswith("_path")} for t, s in splits.items()},
                "baseline": {t: baseline[t] for t in args.tasks if t in baseline},

@@ -169,7 +169,8 @@ def test_git_commit_reads_refs(bench, tmp_path):
 
 def test_help_lists_every_flag(bench):
     text = bench.build_parser().format_help()
-    for flag in ("--work", "--corpus", "--pretrain-minutes", "--objectives", "--tasks", "--seeds", "--vocab-size", "--vocab",
+    for flag in ("--work", "--corpus", "--pretrain-minutes", "--objectives", "--tasks", "--seeds", "--vocab-size",
+                 "--vocab",
                  "--max-length-quantile", "--max-length-cap", "--num-layers", "--hidden-size", "--num-heads",
                  "--intermediate-size", "--pretrain-batch-size", "--pretrain-learning-rate", "--finetune-epochs",
                  "--finetune-learning-rate", "--finetune-batch-size", "--lr-schedule", "--train-limit",

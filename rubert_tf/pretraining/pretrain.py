@@ -175,7 +175,8 @@ def pretrain(train, out, model=None, config=None, vocab=None, overrides=None, ev
         `generator_hidden_size` (default: a quarter of the model's) fills the masked positions with samples,
         the model learns to spot them; loss = MLM + `rtd_weight` x BCE; masking 85% [MASK] / 15% kept).
         "rtd" saves the Electra layout: out/ is an ElectraForPreTraining (which every fine-tuning path loads
-        as the encoder), out/generator/ an ElectraForMaskedLM; metrics add rtd_loss/rtd_accuracy/rtd_recall/rtd_auc.
+        as the encoder), out/generator/ an ElectraForMaskedLM; metrics add rtd_loss/rtd_accuracy/rtd_recall/
+        rtd_auc.
     """
     if objective not in ("mlm", "rtd"):
         raise ValueError(f"objective must be 'mlm' or 'rtd', got {objective!r}")
